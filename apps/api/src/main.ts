@@ -1,0 +1,1 @@
+import { x } from "@vmkeep/contracts"; console.log(x);

@@ -1,0 +1,26 @@
+/** One jest run covers unit specs next to the code and integration/e2e suites under test/. */
+const tsJest = ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }];
+const moduleNameMapper = { '^@vmkeep/([a-z-]+)$': '<rootDir>/libs/$1/src' };
+module.exports = {
+  projects: [
+    {
+      displayName: 'unit',
+      testEnvironment: 'node',
+      rootDir: __dirname,
+      testMatch: ['<rootDir>/libs/**/*.spec.ts', '<rootDir>/apps/**/*.spec.ts'],
+      transform: { '^.+\\.ts$': tsJest },
+      moduleNameMapper,
+    },
+    {
+      displayName: 'integration',
+      testEnvironment: 'node',
+      rootDir: __dirname,
+      testMatch: ['<rootDir>/test/**/*.test.ts'],
+      transform: { '^.+\\.ts$': tsJest },
+      moduleNameMapper,
+      globalSetup: '<rootDir>/test/peers/global-setup.ts',
+      globalTeardown: '<rootDir>/test/peers/global-teardown.ts',
+      testTimeout: 300000,
+    },
+  ],
+};

@@ -1,0 +1,132 @@
+import * as path from 'node:path';
+
+/**
+ * The one reader of the process environment. Every setting has an embedded default so that a fresh machine
+ * runs with SQLite, a local repository folder and a Redis the appliance starts itself.
+ */
+export interface DatabaseConfig {
+  type: 'sqlite' | 'mysql';
+  /** SQLite: file path. */
+  sqlitePath?: string;
+  /** MySQL/MariaDB connection URL (mysql://user:password@host:port/database). */
+  url?: string;
+}
+
+export interface AppConfig {
+  dataDir: string;
+  database: DatabaseConfig;
+  /** Redis URL; undefined means "start redis-server ourselves on redisSocket". */
+  redisUrl?: string;
+  redisSocket: string;
+  redisServerBin: string;
+  repositoryPath: string;
+  chunkSize: number;
+  /** 32-byte key that encrypts host credentials at rest; undefined = use/generate dataDir/secret.key. */
+  secretKey?: Buffer;
+  secretKeyFile: string;
+  api: { host: string; port: number; tokenTtlHours: number };
+  admin: { username: string; password?: string; passwordFile: string };
+  worker: { concurrency: number };
+  logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+}
+
+export interface CliConfig {
+  url: string;
+  token?: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration: ${problems.join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
+const MIN_CHUNK = 256 * 1024;
+const MAX_CHUNK = 8 * 1024 * 1024;
+
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): AppConfig {
+  const problems: string[] = [];
+  const str = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  const int = (name: string, def: number, min: number, max: number): number => {
+    const raw = str(name);
+    if (raw === undefined) return def;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name} must be an integer between ${min} and ${max} (got "${raw}")`);
+      return def;
+    }
+    return n;
+  };
+
+  const dataDir = path.resolve(cwd, str('VMKEEP_DATA_DIR') ?? 'data');
+
+  let database: DatabaseConfig;
+  const dbUrl = str('DATABASE_URL');
+  if (dbUrl === undefined) {
+    database = { type: 'sqlite', sqlitePath: path.join(dataDir, 'vmkeep.sqlite') };
+  } else if (dbUrl.startsWith('sqlite:')) {
+    database = { type: 'sqlite', sqlitePath: path.resolve(cwd, dbUrl.slice('sqlite:'.length)) };
+  } else if (/^(mysql|mariadb):\/\//.test(dbUrl)) {
+    database = { type: 'mysql', url: dbUrl.replace(/^mariadb:/, 'mysql:') };
+  } else {
+    problems.push('DATABASE_URL must start with mysql://, mariadb:// or sqlite:');
+    database = { type: 'sqlite', sqlitePath: path.join(dataDir, 'vmkeep.sqlite') };
+  }
+
+  const redisUrl = str('REDIS_URL');
+  if (redisUrl !== undefined && !/^(redis|rediss|unix):/.test(redisUrl)) {
+    problems.push('REDIS_URL must start with redis://, rediss:// or unix:');
+  }
+
+  const chunkSize = int('VMKEEP_CHUNK_SIZE', 1024 * 1024, MIN_CHUNK, MAX_CHUNK);
+  if ((chunkSize & (chunkSize - 1)) !== 0) problems.push('VMKEEP_CHUNK_SIZE must be a power of two');
+
+  let secretKey: Buffer | undefined;
+  const rawKey = str('VMKEEP_SECRET_KEY');
+  if (rawKey !== undefined) {
+    secretKey = /^[0-9a-fA-F]{64}$/.test(rawKey) ? Buffer.from(rawKey, 'hex') : Buffer.from(rawKey, 'base64');
+    if (secretKey.length !== 32) problems.push('VMKEEP_SECRET_KEY must be 32 bytes (64 hex digits or base64)');
+  }
+
+  const logLevel = (str('VMKEEP_LOG_LEVEL') ?? 'log') as AppConfig['logLevel'];
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`VMKEEP_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const config: AppConfig = {
+    dataDir,
+    database,
+    redisUrl,
+    redisSocket: path.join(dataDir, 'redis.sock'),
+    redisServerBin: str('VMKEEP_REDIS_SERVER') ?? 'redis-server',
+    repositoryPath: path.resolve(cwd, str('VMKEEP_REPOSITORY') ?? path.join(dataDir, 'repository')),
+    chunkSize,
+    secretKey,
+    secretKeyFile: path.join(dataDir, 'secret.key'),
+    api: {
+      host: str('VMKEEP_API_HOST') ?? '127.0.0.1',
+      port: int('VMKEEP_API_PORT', 8080, 0, 65535),
+      tokenTtlHours: int('VMKEEP_TOKEN_TTL_HOURS', 12, 1, 24 * 365),
+    },
+    admin: {
+      username: str('VMKEEP_ADMIN_USER') ?? 'admin',
+      password: str('VMKEEP_ADMIN_PASSWORD'),
+      passwordFile: path.join(dataDir, 'admin-password'),
+    },
+    worker: { concurrency: int('VMKEEP_WORKER_CONCURRENCY', 2, 1, 64) },
+    logLevel,
+  };
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+/** Settings of the `vmkeep` CLI: flags win over VMKEEP_URL / VMKEEP_TOKEN. */
+export function loadCliConfig(flags: { url?: string; token?: string }, env: Env = process.env): CliConfig {
+  const url = flags.url ?? env.VMKEEP_URL ?? 'http://127.0.0.1:8080';
+  return { url: url.replace(/\/+$/, ''), token: flags.token ?? env.VMKEEP_TOKEN };
+}

@@ -1,0 +1,33 @@
+import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
+import type { JobState, JobType } from '@vmkeep/contracts';
+import { bigintToNumber } from './columns';
+
+@Entity('jobs')
+@Index(['state'])
+export class JobEntity {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  @Column({ type: 'varchar', length: 32 }) type!: JobType;
+  @Column({ type: 'varchar', length: 16 }) state!: JobState;
+  @Column({ type: 'varchar', length: 36, nullable: true }) vmId!: string | null;
+  @Column({ type: 'varchar', length: 36, nullable: true }) requestedBy!: string | null;
+  /** Job options, e.g. { quiesce: true }. */
+  @Column({ type: 'simple-json', nullable: true }) options!: Record<string, unknown> | null;
+  /** 0–100. */
+  @Column({ type: 'float', default: 0 }) progress!: number;
+  @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) bytesDone!: number;
+  @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) bytesTotal!: number;
+  /** Bytes per second over the running job. */
+  @Column({ type: 'float', default: 0 }) speed!: number;
+  /** Human-readable step ("snapshot", "reading disk 2000", ...). */
+  @Column({ type: 'varchar', length: 255, nullable: true }) phase!: string | null;
+  @Column({ type: 'text', nullable: true }) error!: string | null;
+  @Column({ type: 'boolean', default: false }) cancelRequested!: boolean;
+  /** Snapshot the job created and has not removed yet (cleanup after a crash or an unreachable host). */
+  @Column({ type: 'varchar', length: 64, nullable: true }) snapshotMoref!: string | null;
+  @Column({ type: 'varchar', length: 36, nullable: true }) restorePointId!: string | null;
+  /** Counters for the finished job, e.g. { newChunks, newBytes, zeroChunks, dedupChunks }. */
+  @Column({ type: 'simple-json', nullable: true }) stats!: Record<string, number> | null;
+  @CreateDateColumn() createdAt!: Date;
+  @Column({ type: 'datetime', nullable: true }) startedAt!: Date | null;
+  @Column({ type: 'datetime', nullable: true }) finishedAt!: Date | null;
+}

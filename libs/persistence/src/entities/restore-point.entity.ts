@@ -1,0 +1,31 @@
+import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
+import { bigintToNumber } from './columns';
+
+export interface RestorePointDisk {
+  deviceKey: number;
+  label: string;
+  capacityBytes: number;
+  fileName: string;
+  /** Repository disk key (index name inside the restore point). */
+  key: string;
+}
+
+/** A committed backup of one VM; it exists only once the repository manifest has been written. */
+@Entity('restore_points')
+@Index(['vmId', 'createdAt'])
+export class RestorePointEntity {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  @Column({ type: 'varchar', length: 36 }) vmId!: string;
+  @Column({ type: 'varchar', length: 36, nullable: true }) jobId!: string | null;
+  /** Id of the point inside the repository. */
+  @Column({ type: 'varchar', length: 64 }) repositoryPointId!: string;
+  @Column({ type: 'varchar', length: 1024 }) repositoryPath!: string;
+  @Column({ type: 'varchar', length: 16, default: 'backup' }) kind!: 'backup' | 'archive';
+  @Column({ type: 'boolean', default: false }) quiesced!: boolean;
+  @Column({ type: 'simple-json' }) disks!: RestorePointDisk[];
+  /** Sum of the disks' virtual sizes. */
+  @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) sizeBytes!: number;
+  /** Bytes this point added to the repository (compressed, new chunks only). */
+  @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) storedBytes!: number;
+  @CreateDateColumn() createdAt!: Date;
+}

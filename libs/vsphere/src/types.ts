@@ -1,0 +1,93 @@
+import type { Disk } from '@vmkeep/disk';
+
+/** How to reach a vCenter or ESXi host. */
+export interface ConnectOptions {
+  /** https://host[:port]; the client appends /sdk. */
+  url: string;
+  username: string;
+  password: string;
+  /** Accept any certificate. */
+  insecure?: boolean;
+  /** Pinned certificate fingerprint (SHA-256 or SHA-1, hex, colons optional). */
+  thumbprint?: string | null;
+  /** Per-request timeout in ms (default 60 s). */
+  timeoutMs?: number;
+}
+
+/** A managed object reference. */
+export interface MoRef {
+  type: string;
+  value: string;
+}
+
+export interface AboutInfo {
+  apiType: 'VirtualCenter' | 'HostAgent' | string;
+  apiVersion: string;
+  fullName: string;
+  instanceUuid?: string;
+}
+
+export interface VmDiskInfo {
+  /** vSphere device key (e.g. 2000). */
+  key: number;
+  label: string;
+  capacityBytes: number;
+  /** "[datastore] folder/disk.vmdk" */
+  fileName: string;
+  datastore: string;
+  diskMode?: string;
+  changeId?: string;
+  /** Disk excluded from snapshots (independent modes) or a physical RDM. */
+  skipReason?: string;
+}
+
+export interface VmInfo {
+  ref: MoRef;
+  name: string;
+  instanceUuid?: string;
+  uuid?: string;
+  guestId?: string;
+  powerState?: string;
+  toolsStatus?: string;
+  toolsRunningStatus?: string;
+  datacenter: string;
+  /** Inventory path of the datacenter, used as dcPath for /folder URLs. */
+  datacenterPath: string;
+  cluster?: string;
+  host?: string;
+  disks: VmDiskInfo[];
+  snapshots: { ref: MoRef; name: string; description?: string }[];
+}
+
+export interface Inventory {
+  about: AboutInfo;
+  datacenters: { ref: MoRef; name: string; path: string }[];
+  clusters: { ref: MoRef; name: string; datacenter: string }[];
+  hosts: { ref: MoRef; name: string; datacenter: string; cluster?: string }[];
+  datastores: { ref: MoRef; name: string; datacenter: string; capacity?: number; freeSpace?: number }[];
+  vms: VmInfo[];
+}
+
+/**
+ * A logged-in session with a vCenter or ESXi host. Obtained from `connect(options)` (client.ts); re-logs in by
+ * itself when the host reports the session expired.
+ */
+export interface VsphereSession {
+  readonly about: AboutInfo;
+  /** Datacenters, clusters, hosts, datastores and VMs (with disks, power and tools state). Pages through the property collector. */
+  inventory(): Promise<Inventory>;
+  /** One VM by managed object id; throws NotFoundError when it no longer exists. */
+  getVm(vmId: string): Promise<VmInfo>;
+  /** CreateSnapshot_Task (memory=false) and waits for the task; returns the snapshot reference. */
+  createSnapshot(vmId: string, name: string, description: string, quiesce: boolean): Promise<MoRef>;
+  /** RemoveSnapshot_Task(removeChildren=false, consolidate=true) and waits for the task. */
+  removeSnapshot(snapshot: MoRef): Promise<void>;
+  /** Disks as the snapshot sees them (config.hardware.device of the snapshot). */
+  snapshotDisks(snapshot: MoRef): Promise<VmDiskInfo[]>;
+  /**
+   * The disk's data through the datastore HTTP interface (/folder, Range requests, verified Content-Range).
+   * Reads the .vmdk descriptor to find the flat extent. `datacenterPath` comes from VmInfo.
+   */
+  openDisk(datacenterPath: string, disk: VmDiskInfo): Promise<Disk>;
+  logout(): Promise<void>;
+}
