@@ -1,1 +1,0 @@
-import { x } from "@vmkeep/contracts"; console.log(x);
