@@ -3,8 +3,8 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const PURE_LIBS = ['contracts', 'disk', 'disk-formats', 'repository', 'vsphere', 'nbd', 'nfs', 'filesystems', 'config'];
-const NEST_LIBS = ['persistence', 'queue', 'inventory', 'backup', 'restore', 'policies'];
+const PURE_LIBS = ['contracts', 'disk', 'disk-formats', 'repository', 'vsphere', 'nbd', 'nfs', 'filesystems'];
+const NEST_LIBS = ['config', 'persistence', 'queue', 'inventory', 'backup', 'restore', 'policies'];
 const frameworkPatterns = [
   { group: ['@nestjs/*', 'typeorm', 'typeorm/*', 'bullmq', 'ioredis'], message: 'pure libraries must not import framework packages (DESIGN.md import rule)' },
 ];

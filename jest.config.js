@@ -1,5 +1,5 @@
 /** One jest run covers unit specs next to the code and integration/e2e suites under test/. */
-const tsJest = ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }];
+const tsJest = ['ts-jest', { tsconfig: 'tsconfig.jest.json' }];
 const moduleNameMapper = { '^@vmkeep/([a-z-]+)$': '<rootDir>/libs/$1/src' };
 module.exports = {
   projects: [

@@ -26,7 +26,8 @@ export interface AppConfig {
   secretKeyFile: string;
   api: { host: string; port: number; tokenTtlHours: number };
   admin: { username: string; password?: string; passwordFile: string };
-  worker: { concurrency: number };
+  /** snapshotCleanupSeconds: how often the worker retries removing snapshots left by unreachable hosts. */
+  worker: { concurrency: number; snapshotCleanupSeconds: number };
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
 }
 
@@ -118,7 +119,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): AppConf
       password: str('VMKEEP_ADMIN_PASSWORD'),
       passwordFile: path.join(dataDir, 'admin-password'),
     },
-    worker: { concurrency: int('VMKEEP_WORKER_CONCURRENCY', 2, 1, 64) },
+    worker: {
+      concurrency: int('VMKEEP_WORKER_CONCURRENCY', 2, 1, 64),
+      snapshotCleanupSeconds: int('VMKEEP_SNAPSHOT_CLEANUP_SECONDS', 60, 1, 86400),
+    },
     logLevel,
   };
   if (problems.length) throw new ConfigError(problems);

@@ -45,3 +45,6 @@ export class TaskError extends VsphereError {
     super(message);
   }
 }
+
+/** An option given to the client is malformed (e.g. a thumbprint that is not 40 or 64 hex digits, a bad URL). */
+export class ConfigurationError extends VsphereError {}

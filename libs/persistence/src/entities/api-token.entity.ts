@@ -6,11 +6,11 @@ import { UserEntity } from './user.entity';
 export class ApiTokenEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
   @Column({ type: 'varchar', length: 36 }) userId!: string;
-  @ManyToOne(() => UserEntity, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'userId' }) user?: UserEntity;
+  @ManyToOne(() => UserEntity, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'userId', foreignKeyConstraintName: 'FK_api_tokens_userId' }) user?: UserEntity;
   @Column({ type: 'varchar', length: 128 }) name!: string;
   @Column({ type: 'varchar', length: 16 }) kind!: 'session' | 'api';
   /** SHA-256 (hex) of the token; the token itself is never stored. */
-  @Index({ unique: true }) @Column({ type: 'varchar', length: 64 }) tokenHash!: string;
+  @Index('IDX_api_tokens_tokenHash', { unique: true }) @Column({ type: 'varchar', length: 64 }) tokenHash!: string;
   @Column({ type: 'datetime', nullable: true }) expiresAt!: Date | null;
   @Column({ type: 'datetime', nullable: true }) lastUsedAt!: Date | null;
   @CreateDateColumn() createdAt!: Date;

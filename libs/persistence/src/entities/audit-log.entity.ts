@@ -1,7 +1,7 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 
 @Entity('audit_log')
-@Index(['at'])
+@Index('IDX_audit_log_at', ['at'])
 export class AuditLogEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
   @CreateDateColumn() at!: Date;

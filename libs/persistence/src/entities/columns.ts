@@ -5,3 +5,4 @@ export const bigintToNumber: ValueTransformer = {
   to: (v: number | null | undefined) => v,
   from: (v: string | number | null) => (v === null || v === undefined ? v : Number(v)),
 };
+

@@ -3,7 +3,7 @@ import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn, Update
 @Entity('hosts')
 export class HostEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
-  @Index({ unique: true }) @Column({ type: 'varchar', length: 128 }) name!: string;
+  @Index('IDX_hosts_name', { unique: true }) @Column({ type: 'varchar', length: 128 }) name!: string;
   /** https://vcenter.example.com (the SDK path /sdk is appended by the client). */
   @Column({ type: 'varchar', length: 512 }) url!: string;
   @Column({ type: 'varchar', length: 255 }) username!: string;

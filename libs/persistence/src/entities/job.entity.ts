@@ -3,7 +3,7 @@ import type { JobState, JobType } from '@vmkeep/contracts';
 import { bigintToNumber } from './columns';
 
 @Entity('jobs')
-@Index(['state'])
+@Index('IDX_jobs_state', ['state'])
 export class JobEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
   @Column({ type: 'varchar', length: 32 }) type!: JobType;
@@ -13,11 +13,11 @@ export class JobEntity {
   /** Job options, e.g. { quiesce: true }. */
   @Column({ type: 'simple-json', nullable: true }) options!: Record<string, unknown> | null;
   /** 0–100. */
-  @Column({ type: 'float', default: 0 }) progress!: number;
+  @Column({ type: 'double', default: 0 }) progress!: number;
   @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) bytesDone!: number;
   @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) bytesTotal!: number;
   /** Bytes per second over the running job. */
-  @Column({ type: 'float', default: 0 }) speed!: number;
+  @Column({ type: 'double', default: 0 }) speed!: number;
   /** Human-readable step ("snapshot", "reading disk 2000", ...). */
   @Column({ type: 'varchar', length: 255, nullable: true }) phase!: string | null;
   @Column({ type: 'text', nullable: true }) error!: string | null;

@@ -12,7 +12,7 @@ export interface RestorePointDisk {
 
 /** A committed backup of one VM; it exists only once the repository manifest has been written. */
 @Entity('restore_points')
-@Index(['vmId', 'createdAt'])
+@Index('IDX_restore_points_vmId_createdAt', ['vmId', 'createdAt'])
 export class RestorePointEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
   @Column({ type: 'varchar', length: 36 }) vmId!: string;

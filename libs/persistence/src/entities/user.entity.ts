@@ -4,7 +4,7 @@ import type { Role } from '@vmkeep/contracts';
 @Entity('users')
 export class UserEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
-  @Index({ unique: true }) @Column({ type: 'varchar', length: 128 }) username!: string;
+  @Index('IDX_users_username', { unique: true }) @Column({ type: 'varchar', length: 128 }) username!: string;
   /** scrypt$N$r$p$salt$hash (see libs/persistence/src/secrets.ts). */
   @Column({ type: 'varchar', length: 255 }) passwordHash!: string;
   @Column({ type: 'varchar', length: 16 }) role!: Role;

@@ -3,11 +3,11 @@ import { bigintToNumber } from './columns';
 import { VmEntity } from './vm.entity';
 
 @Entity('vm_disks')
-@Index(['vmId', 'deviceKey'], { unique: true })
+@Index('IDX_vm_disks_vmId_deviceKey', ['vmId', 'deviceKey'], { unique: true })
 export class VmDiskEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
   @Column({ type: 'varchar', length: 36 }) vmId!: string;
-  @ManyToOne(() => VmEntity, (v) => v.disks, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'vmId' }) vm?: VmEntity;
+  @ManyToOne(() => VmEntity, (v) => v.disks, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'vmId', foreignKeyConstraintName: 'FK_vm_disks_vmId' }) vm?: VmEntity;
   /** vSphere device key (e.g. 2000). */
   @Column({ type: 'int' }) deviceKey!: number;
   @Column({ type: 'varchar', length: 128 }) label!: string;

@@ -3,11 +3,11 @@ import { HostEntity } from './host.entity';
 import { VmDiskEntity } from './vm-disk.entity';
 
 @Entity('vms')
-@Index(['hostId', 'moref'], { unique: true })
+@Index('IDX_vms_hostId_moref', ['hostId', 'moref'], { unique: true })
 export class VmEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
   @Column({ type: 'varchar', length: 36 }) hostId!: string;
-  @ManyToOne(() => HostEntity, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'hostId' }) host?: HostEntity;
+  @ManyToOne(() => HostEntity, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'hostId', foreignKeyConstraintName: 'FK_vms_hostId' }) host?: HostEntity;
   /** Managed object id on the host (e.g. vm-42). */
   @Column({ type: 'varchar', length: 64 }) moref!: string;
   @Column({ type: 'varchar', length: 64, nullable: true }) instanceUuid!: string | null;

@@ -1,0 +1,66 @@
+import { Command, CommanderError } from 'commander';
+import { ApiError, UnreachableError } from './api-client';
+import { registerAuth } from './commands/auth';
+import { registerBackup } from './commands/backup';
+import { registerHosts } from './commands/hosts';
+import { registerPoints } from './commands/points';
+import { registerRestore } from './commands/restore';
+import { registerVms } from './commands/vms';
+import { CliContext, CliError, type CliIo, type GlobalOptions } from './context';
+import { CredentialStore } from './credentials';
+
+/** Body of a command: gets the context, its options and its positional arguments; may return an exit code. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type CommandBody<O> = (ctx: CliContext, opts: O, ...args: any[]) => Promise<number | void>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Runner = <O>(body: CommandBody<O>) => (...args: any[]) => Promise<void>;
+
+/**
+ * Runs `vmkeep` with the given arguments (without node and script) and resolves with the exit code:
+ * 0 success, 1 failure (server error, failed job, bad input), 2 usage error.
+ */
+export async function runCli(argv: string[], io: CliIo, credentials = new CredentialStore()): Promise<number> {
+  let exitCode = 0;
+  const run: Runner = (body) => async (...args) => {
+    const command = args[args.length - 1] as Command;
+    const positional = args.slice(0, -2);
+    const ctx = new CliContext(command.optsWithGlobals<GlobalOptions>(), io, credentials);
+    exitCode = (await body(ctx, command.opts() as Parameters<typeof body>[1], ...positional)) ?? 0;
+  };
+
+  const program = new Command('vmkeep')
+    .description('VMKeep command line: talks to the VMKeep REST API')
+    .option('--url <url>', 'VMKeep API URL (or VMKEEP_URL; default http://127.0.0.1:8080)')
+    .option('--token <token>', 'API token (or VMKEEP_TOKEN; default: the one saved by login)')
+    .option('--json', 'machine-readable output, no progress bars')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .showHelpAfterError();
+  for (const register of [registerAuth, registerHosts, registerVms, registerBackup, registerPoints, registerRestore]) {
+    register(program, run);
+  }
+  for (const sub of program.commands) sub.exitOverride();
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version'
+        ? 0
+        : 2;
+    }
+    io.stderr.write(`error: ${describe(err)}\n`);
+    return 1;
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof ApiError) return `${err.message} (HTTP ${err.status})`;
+  if (err instanceof CliError || err instanceof UnreachableError) return err.message;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

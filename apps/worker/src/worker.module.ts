@@ -1,0 +1,13 @@
+import { Module } from '@nestjs/common';
+import { BackupModule } from '@vmkeep/backup';
+import { ConfigModule } from '@vmkeep/config';
+import { InventoryModule } from '@vmkeep/inventory';
+import { PersistenceModule } from '@vmkeep/persistence';
+import { BackupWorker } from './backup-worker';
+
+/** Root module of the worker process: no HTTP, only queue processors and the snapshot cleanup. */
+@Module({
+  imports: [ConfigModule, PersistenceModule, InventoryModule, BackupModule],
+  providers: [BackupWorker],
+})
+export class WorkerModule {}

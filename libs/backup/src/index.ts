@@ -1,0 +1,6 @@
+export * from './backup.module';
+export * from './backup.service';
+export * from './snapshot-cleanup.service';
+export * from './failure';
+export * from './progress';
+export * from './chunk-repository.provider';

@@ -1,0 +1,127 @@
+import * as path from 'node:path';
+import { ConfigError, loadCliConfig, loadConfig } from './config';
+
+const CWD = path.join(path.sep, 'srv', 'vmkeep');
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env, CWD);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('runs on embedded defaults: SQLite, local repository, self-started Redis', () => {
+    const c = loadConfig({}, CWD);
+    const data = path.join(CWD, 'data');
+    expect(c.dataDir).toBe(data);
+    expect(c.database).toEqual({ type: 'sqlite', sqlitePath: path.join(data, 'vmkeep.sqlite') });
+    expect(c.redisUrl).toBeUndefined();
+    expect(c.redisSocket).toBe(path.join(data, 'redis.sock'));
+    expect(c.redisServerBin).toBe('redis-server');
+    expect(c.repositoryPath).toBe(path.join(data, 'repository'));
+    expect(c.chunkSize).toBe(1024 * 1024);
+    expect(c.secretKey).toBeUndefined();
+    expect(c.secretKeyFile).toBe(path.join(data, 'secret.key'));
+    expect(c.api).toEqual({ host: '127.0.0.1', port: 8080, tokenTtlHours: 12 });
+    expect(c.admin).toEqual({ username: 'admin', password: undefined, passwordFile: path.join(data, 'admin-password') });
+    expect(c.worker.concurrency).toBe(2);
+    expect(c.logLevel).toBe('log');
+  });
+
+  it('reads every variable', () => {
+    const c = loadConfig(
+      {
+        VMKEEP_DATA_DIR: '/var/lib/vmkeep',
+        REDIS_URL: 'redis://cache:6379/2',
+        VMKEEP_REDIS_SERVER: '/opt/redis/bin/redis-server',
+        VMKEEP_REPOSITORY: 'backups',
+        VMKEEP_CHUNK_SIZE: String(4 * 1024 * 1024),
+        VMKEEP_API_HOST: '0.0.0.0',
+        VMKEEP_API_PORT: '9443',
+        VMKEEP_TOKEN_TTL_HOURS: '48',
+        VMKEEP_ADMIN_USER: 'root',
+        VMKEEP_ADMIN_PASSWORD: ' s3cret ',
+        VMKEEP_WORKER_CONCURRENCY: '8',
+        VMKEEP_LOG_LEVEL: 'debug',
+      },
+      CWD,
+    );
+    expect(c.dataDir).toBe('/var/lib/vmkeep');
+    expect(c.database.sqlitePath).toBe('/var/lib/vmkeep/vmkeep.sqlite');
+    expect(c.redisUrl).toBe('redis://cache:6379/2');
+    expect(c.redisServerBin).toBe('/opt/redis/bin/redis-server');
+    expect(c.repositoryPath).toBe(path.join(CWD, 'backups'));
+    expect(c.chunkSize).toBe(4 * 1024 * 1024);
+    expect(c.api).toEqual({ host: '0.0.0.0', port: 9443, tokenTtlHours: 48 });
+    expect(c.admin.username).toBe('root');
+    expect(c.admin.password).toBe('s3cret');
+    expect(c.worker.concurrency).toBe(8);
+    expect(c.logLevel).toBe('debug');
+  });
+
+  it('treats blank values as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '  ', VMKEEP_API_PORT: '' }, CWD).api.port).toBe(8080);
+  });
+
+  it.each([
+    ['mysql://u:p@db:3306/vmkeep', 'mysql://u:p@db:3306/vmkeep'],
+    ['mariadb://u:p@db/vmkeep', 'mysql://u:p@db/vmkeep'],
+  ])('accepts the MySQL/MariaDB URL %s', (url, expected) => {
+    expect(loadConfig({ DATABASE_URL: url }, CWD).database).toEqual({ type: 'mysql', url: expected });
+  });
+
+  it('accepts sqlite: URLs relative to the working directory or absolute', () => {
+    expect(loadConfig({ DATABASE_URL: 'sqlite:db/x.sqlite' }, CWD).database).toEqual({
+      type: 'sqlite',
+      sqlitePath: path.join(CWD, 'db', 'x.sqlite'),
+    });
+    expect(loadConfig({ DATABASE_URL: 'sqlite:/tmp/y.sqlite' }, CWD).database.sqlitePath).toBe('/tmp/y.sqlite');
+  });
+
+  it('decodes the secret key from 64 hex digits or base64', () => {
+    const key = Buffer.from(Array.from({ length: 32 }, (_, i) => i * 7));
+    expect(loadConfig({ VMKEEP_SECRET_KEY: key.toString('hex') }, CWD).secretKey?.equals(key)).toBe(true);
+    expect(loadConfig({ VMKEEP_SECRET_KEY: key.toString('base64') }, CWD).secretKey?.equals(key)).toBe(true);
+  });
+
+  it.each([
+    [{ DATABASE_URL: 'postgres://x/y' }, 'DATABASE_URL must start with mysql://, mariadb:// or sqlite:'],
+    [{ REDIS_URL: 'http://cache' }, 'REDIS_URL must start with redis://, rediss:// or unix:'],
+    [{ VMKEEP_CHUNK_SIZE: '1024' }, 'VMKEEP_CHUNK_SIZE must be an integer between 262144 and 8388608 (got "1024")'],
+    [{ VMKEEP_CHUNK_SIZE: '300000' }, 'VMKEEP_CHUNK_SIZE must be a power of two'],
+    [{ VMKEEP_SECRET_KEY: 'c2hvcnQ=' }, 'VMKEEP_SECRET_KEY must be 32 bytes (64 hex digits or base64)'],
+    [{ VMKEEP_LOG_LEVEL: 'trace' }, 'VMKEEP_LOG_LEVEL must be one of error, warn, log, debug, verbose'],
+    [{ VMKEEP_API_PORT: '70000' }, 'VMKEEP_API_PORT must be an integer between 0 and 65535 (got "70000")'],
+    [{ VMKEEP_API_PORT: 'http' }, 'VMKEEP_API_PORT must be an integer between 0 and 65535 (got "http")'],
+    [{ VMKEEP_TOKEN_TTL_HOURS: '0' }, 'VMKEEP_TOKEN_TTL_HOURS must be an integer between 1 and 8760 (got "0")'],
+    [{ VMKEEP_WORKER_CONCURRENCY: '1.5' }, 'VMKEEP_WORKER_CONCURRENCY must be an integer between 1 and 64 (got "1.5")'],
+  ])('names the bad variable: %j', (env, problem) => {
+    expect(problemsOf(env)).toEqual([problem]);
+  });
+
+  it('reports every problem at once', () => {
+    const problems = problemsOf({ DATABASE_URL: 'oracle:x', VMKEEP_LOG_LEVEL: 'loud', VMKEEP_API_PORT: '-1' });
+    expect(problems).toHaveLength(3);
+    expect(() => loadConfig({ VMKEEP_LOG_LEVEL: 'loud' }, CWD)).toThrow(/^invalid configuration: VMKEEP_LOG_LEVEL/);
+  });
+
+  it('never puts the secret key or admin password in error messages', () => {
+    const problems = problemsOf({ VMKEEP_SECRET_KEY: 'not-a-valid-key-value', VMKEEP_ADMIN_PASSWORD: 'pw123', VMKEEP_LOG_LEVEL: 'x' });
+    expect(problems.join(' ')).not.toMatch(/not-a-valid-key-value|pw123/);
+  });
+});
+
+describe('loadCliConfig', () => {
+  it('takes flags over environment over defaults and trims trailing slashes', () => {
+    expect(loadCliConfig({}, {})).toEqual({ url: 'http://127.0.0.1:8080', token: undefined });
+    expect(loadCliConfig({}, { VMKEEP_URL: 'http://a:1/', VMKEEP_TOKEN: 'vmk_env' })).toEqual({ url: 'http://a:1', token: 'vmk_env' });
+    expect(loadCliConfig({ url: 'http://b:2//', token: 'vmk_flag' }, { VMKEEP_URL: 'http://a:1', VMKEEP_TOKEN: 'x' })).toEqual({
+      url: 'http://b:2',
+      token: 'vmk_flag',
+    });
+  });
+});

@@ -1,0 +1,3 @@
+export * from './redis-connection';
+export * from './backup-queue';
+export * from './queue.module';

@@ -1,0 +1,171 @@
+/**
+ * Runs the CPU-heavy part of the chunk pipeline (hashing, compression) on worker threads so a backup uses every
+ * core. `ChunkCodec` is the narrow interface the pipeline consumes; `inlineChunkCodec` does the same work on the
+ * calling thread (tests, tiny jobs).
+ */
+import { availableParallelism } from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { ChunkIdScheme, EncodedPayload, compressChunk, computeChunkId } from './codec';
+
+export interface ChunkCodec {
+  /**
+   * The chunk's id, and the chunk's bytes to use from now on (`data` itself, or an equal buffer the codec owns
+   * and can hand to compress() without copying).
+   */
+  hash(scheme: ChunkIdScheme, data: Buffer): Promise<{ id: Buffer; data: Buffer }>;
+  /** Compresses a chunk. `data` must not be used by the caller afterwards (it may be transferred). */
+  compress(data: Buffer, level: number): Promise<EncodedPayload>;
+}
+
+export const inlineChunkCodec: ChunkCodec = {
+  async hash(scheme, data) {
+    return { id: computeChunkId(scheme, data), data };
+  },
+  async compress(data, level) {
+    return compressChunk(data, level);
+  },
+};
+
+/** Message to a chunk worker. */
+export type WorkerTask =
+  | { seq: number; op: 'hash'; scheme: ChunkIdScheme; data: Uint8Array }
+  | { seq: number; op: 'compress'; level: number; data: Uint8Array };
+
+/** Message from a chunk worker. */
+export type WorkerReply =
+  | { seq: number; ok: true; id: Uint8Array; data: Uint8Array }
+  | { seq: number; ok: true; compression: number; payload: Uint8Array }
+  | { seq: number; ok: false; message: string };
+
+interface Pending {
+  resolve(reply: WorkerReply): void;
+  reject(err: Error): void;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
+function workerEntry(): { file: string; execArgv?: string[] } {
+  const ext = path.extname(__filename);
+  const file = path.join(__dirname, `chunk-worker${ext}`);
+  // Under ts-node/jest the sources are TypeScript: let the worker compile its entry on the fly.
+  return ext === '.ts' ? { file, execArgv: ['--require', 'ts-node/register/transpile-only'] } : { file };
+}
+
+/** A fixed set of worker threads. Idle workers are unref'd so they never keep the process alive. */
+export class ChunkWorkerPool implements ChunkCodec {
+  private readonly slots: (Slot | undefined)[];
+  private seq = 0;
+  private readonly ownedBuffers = new WeakSet<ArrayBufferLike>();
+  private closed = false;
+
+  constructor(readonly size: number) {
+    if (!Number.isInteger(size) || size < 1) throw new RangeError(`worker pool size must be ≥ 1, got ${size}`);
+    this.slots = new Array<Slot | undefined>(size).fill(undefined);
+  }
+
+  async hash(scheme: ChunkIdScheme, data: Buffer): Promise<{ id: Buffer; data: Buffer }> {
+    const reply = await this.run({ seq: 0, op: 'hash', scheme, data: this.owned(data) });
+    if (!reply.ok || !('id' in reply)) throw new Error('chunk worker returned no id');
+    const back = asBuffer(reply.data);
+    this.ownedBuffers.add(back.buffer);
+    return { id: asBuffer(reply.id), data: back };
+  }
+
+  async compress(data: Buffer, level: number): Promise<EncodedPayload> {
+    const reply = await this.run({ seq: 0, op: 'compress', level, data: this.owned(data) });
+    if (!reply.ok || !('payload' in reply)) throw new Error('chunk worker returned no payload');
+    return { compression: reply.compression, payload: asBuffer(reply.payload) };
+  }
+
+  /** Terminates the workers; pending tasks fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(
+      this.slots.map(async (slot, i) => {
+        this.slots[i] = undefined;
+        if (slot) await slot.worker.terminate();
+      }),
+    );
+  }
+
+  /**
+   * A buffer that may be transferred to a worker: one this pool handed out (the caller gave it back), or else
+   * a fresh copy, since detaching a caller's buffer could break whoever else holds it.
+   */
+  private owned(data: Buffer): Uint8Array {
+    if (this.ownedBuffers.has(data.buffer) && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
+      this.ownedBuffers.delete(data.buffer);
+      return data;
+    }
+    const copy = new Uint8Array(data.byteLength);
+    copy.set(data);
+    return copy;
+  }
+
+  private run(task: WorkerTask): Promise<WorkerReply> {
+    if (this.closed) return Promise.reject(new Error('chunk worker pool is closed'));
+    const slot = this.leastBusy();
+    const seq = ++this.seq;
+    return new Promise<WorkerReply>((resolve, reject) => {
+      slot.pending.set(seq, { resolve, reject });
+      if (slot.pending.size === 1) slot.worker.ref();
+      slot.worker.postMessage({ ...task, seq }, [task.data.buffer as ArrayBuffer]);
+    }).then((reply) => {
+      if (!reply.ok) throw new Error(`chunk worker: ${reply.message}`);
+      return reply;
+    });
+  }
+
+  private leastBusy(): Slot {
+    let best: Slot | undefined;
+    for (let i = 0; i < this.slots.length; i++) {
+      const slot = (this.slots[i] ??= this.spawn(i));
+      if (!best || slot.pending.size < best.pending.size) best = slot;
+      if (slot.pending.size === 0) break;
+    }
+    return best as Slot;
+  }
+
+  private spawn(index: number): Slot {
+    const { file, execArgv } = workerEntry();
+    const worker = new Worker(file, execArgv ? { execArgv } : {});
+    worker.unref();
+    const slot: Slot = { worker, pending: new Map() };
+    const failAll = (err: Error) => {
+      if (this.slots[index] === slot) this.slots[index] = undefined;
+      for (const p of slot.pending.values()) p.reject(err);
+      slot.pending.clear();
+    };
+    worker.on('message', (reply: WorkerReply) => {
+      const p = slot.pending.get(reply.seq);
+      if (!p) return;
+      slot.pending.delete(reply.seq);
+      if (slot.pending.size === 0) worker.unref();
+      p.resolve(reply);
+    });
+    worker.on('error', (err) => failAll(new Error(`chunk worker failed: ${err.message}`)));
+    worker.on('exit', (code) => failAll(new Error(`chunk worker exited with code ${code}`)));
+    return slot;
+  }
+}
+
+let shared: ChunkWorkerPool | undefined;
+
+/** The process-wide pool (one worker per core, at most 4), created on first use. */
+export function sharedChunkWorkers(): ChunkWorkerPool {
+  shared ??= new ChunkWorkerPool(Math.max(1, Math.min(4, availableParallelism())));
+  return shared;
+}
+
+/** Stops the process-wide pool (tests, graceful shutdown). The next use starts a new one. */
+export async function closeSharedChunkWorkers(): Promise<void> {
+  const pool = shared;
+  shared = undefined;
+  await pool?.close();
+}

@@ -1,0 +1,16 @@
+export * from './types';
+export * from './constants';
+export * from './errors';
+export type { ChunkIdScheme, EncodedPayload } from './codec';
+export { computeChunkId, compressChunk, encodeBlob, decodeBlob } from './codec';
+export type { ChunkCodec } from './chunk-workers';
+export { ChunkWorkerPool, inlineChunkCodec, sharedChunkWorkers, closeSharedChunkWorkers } from './chunk-workers';
+export type { ChunkStore } from './chunk-store';
+export { FsChunkStore } from './chunk-store';
+export { FixedIndex, FixedIndexWriter, chunkCount, parseFixedIndex, readFixedIndex } from './fixed-index';
+export { isTempName } from './atomic';
+export { isDiskKey, isPointId } from './names';
+export { PointDisk } from './point-disk';
+export type { RepositoryConfig, InitOptions } from './repo-config';
+export type { RuntimeOptions, WriteDiskOptions } from './repository';
+export { Repository, PointWriter } from './repository';

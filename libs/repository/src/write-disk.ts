@@ -1,0 +1,178 @@
+/**
+ * The chunk pipeline of a backup: read a source Disk chunk by chunk (skipping what its extents say is
+ * unallocated), drop all-zero chunks, hash, look up, compress, store, and append every id to the fixed index in
+ * order. A bounded window of chunks is in flight so reads overlap with hashing/compression on worker threads.
+ */
+import type { Disk, Extent } from '@vmkeep/disk';
+import { ChunkIdScheme, encodeBlob } from './codec';
+import type { ChunkCodec } from './chunk-workers';
+import type { ChunkStore } from './chunk-store';
+import { ZERO_CHUNK_ID } from './constants';
+import { RepositoryError, WriteAbortedError } from './errors';
+import type { FixedIndexWriter } from './fixed-index';
+import type { DiskWriteStats, WriteProgress } from './types';
+
+export interface PipelineDeps {
+  store: ChunkStore;
+  codec: ChunkCodec;
+  scheme: ChunkIdScheme;
+  chunkSize: number;
+  compressionLevel: number;
+  /** Chunks in flight at once (reads + hashing + compression). */
+  concurrency: number;
+}
+
+export interface PipelineOptions {
+  diskKey: string;
+  onProgress?: (p: WriteProgress) => void;
+  signal?: AbortSignal;
+}
+
+/** Minimum interval between two progress callbacks (a final one always follows). */
+export const PROGRESS_INTERVAL_MS = 200;
+
+type ChunkOutcome = { id: Buffer; kind: 'zero' | 'dedup' } | { id: Buffer; kind: 'new'; storedBytes: number };
+
+/** Sorted, merged extents clipped to [0, size). Sources are trusted to be sane, but not blindly. */
+export function normalizeExtents(extents: Extent[], size: number): Extent[] {
+  const clipped = extents
+    .map((e) => ({ start: Math.max(0, e.offset), end: Math.min(size, e.offset + e.length) }))
+    .filter((e) => Number.isFinite(e.start) && Number.isFinite(e.end) && e.end > e.start)
+    .sort((a, b) => a.start - b.start);
+  const out: Extent[] = [];
+  for (const { start, end } of clipped) {
+    const last = out[out.length - 1];
+    if (last && start <= last.offset + last.length) {
+      last.length = Math.max(last.length, end - last.offset);
+    } else {
+      out.push({ offset: start, length: end - start });
+    }
+  }
+  return out;
+}
+
+/** Parts of [start, end) covered by `extents` (sorted); `from` is a cursor into extents, advanced in place. */
+function piecesOf(extents: Extent[], cursor: { from: number }, start: number, end: number): Extent[] {
+  while (cursor.from < extents.length && extents[cursor.from].offset + extents[cursor.from].length <= start) {
+    cursor.from++;
+  }
+  const pieces: Extent[] = [];
+  for (let k = cursor.from; k < extents.length && extents[k].offset < end; k++) {
+    const s = Math.max(start, extents[k].offset);
+    const e = Math.min(end, extents[k].offset + extents[k].length);
+    if (e > s) pieces.push({ offset: s, length: e - s });
+  }
+  return pieces;
+}
+
+export async function writeDiskChunks(
+  deps: PipelineDeps,
+  source: Disk,
+  index: FixedIndexWriter,
+  opts: PipelineOptions,
+): Promise<DiskWriteStats> {
+  const { chunkSize } = deps;
+  const size = source.size;
+  const stats: DiskWriteStats = {
+    size,
+    chunks: index.count,
+    zeroChunks: 0,
+    dedupChunks: 0,
+    newChunks: 0,
+    newBytes: 0,
+    bytesRead: 0,
+  };
+  const zeros = Buffer.alloc(chunkSize);
+  const inFlight = new Map<string, Promise<unknown>>();
+  const checkAbort = () => {
+    if (opts.signal?.aborted) throw new WriteAbortedError(opts.diskKey);
+  };
+
+  const storeChunk = async (chunk: Buffer): Promise<ChunkOutcome> => {
+    const { id, data } = await deps.codec.hash(deps.scheme, chunk);
+    const hex = id.toString('hex');
+    const pending = inFlight.get(hex);
+    if (pending) {
+      await pending;
+      return { id, kind: 'dedup' };
+    }
+    const work = (async (): Promise<ChunkOutcome> => {
+      if (await deps.store.has(id)) return { id, kind: 'dedup' };
+      const length = data.length;
+      const blob = encodeBlob(length, await deps.codec.compress(data, deps.compressionLevel));
+      const { existed } = await deps.store.insert(id, blob);
+      return existed ? { id, kind: 'dedup' } : { id, kind: 'new', storedBytes: blob.length };
+    })();
+    inFlight.set(hex, work);
+    try {
+      return await work;
+    } finally {
+      inFlight.delete(hex);
+    }
+  };
+
+  const processChunk = async (start: number, length: number, pieces: Extent[]): Promise<ChunkOutcome> => {
+    if (!pieces.length) return { id: ZERO_CHUNK_ID, kind: 'zero' };
+    let data: Buffer;
+    if (pieces.length === 1 && pieces[0].length === length) {
+      data = await source.read(start, length);
+    } else {
+      data = Buffer.alloc(length);
+      for (const p of pieces) (await source.read(p.offset, p.length)).copy(data, p.offset - start);
+    }
+    if (data.length !== length) {
+      throw new RepositoryError(`source returned ${data.length} bytes for a ${length}-byte read at ${start}`, 'SHORT_READ');
+    }
+    stats.bytesRead += pieces.reduce((n, p) => n + p.length, 0);
+    if (data.equals(length === chunkSize ? zeros : zeros.subarray(0, length))) return { id: ZERO_CHUNK_ID, kind: 'zero' };
+    return storeChunk(data);
+  };
+
+  let bytesDone = 0;
+  let lastProgress = Date.now();
+  const consume = async (outcome: ChunkOutcome, length: number) => {
+    await index.append(outcome.id);
+    if (outcome.kind === 'new') {
+      stats.newChunks++;
+      stats.newBytes += outcome.storedBytes;
+    } else if (outcome.kind === 'zero') stats.zeroChunks++;
+    else stats.dedupChunks++;
+    bytesDone += length;
+    const now = Date.now();
+    if (opts.onProgress && now - lastProgress >= PROGRESS_INTERVAL_MS) {
+      lastProgress = now;
+      opts.onProgress({ bytesDone, bytesTotal: size });
+    }
+  };
+
+  checkAbort();
+  const extents = normalizeExtents(await source.extents(), size);
+  const cursor = { from: 0 };
+  const window: { promise: Promise<ChunkOutcome>; length: number }[] = [];
+  try {
+    for (let i = 0; i < index.count; i++) {
+      checkAbort();
+      const start = i * chunkSize;
+      const length = Math.min(chunkSize, size - start);
+      const promise = processChunk(start, length, piecesOf(extents, cursor, start, start + length));
+      // Rejections are handled when the chunk reaches the head of the window (or in the cleanup below).
+      promise.catch(() => undefined);
+      window.push({ promise, length });
+      if (window.length >= deps.concurrency) {
+        const head = window.shift() as (typeof window)[number];
+        await consume(await head.promise, head.length);
+      }
+    }
+    while (window.length) {
+      checkAbort();
+      const head = window.shift() as (typeof window)[number];
+      await consume(await head.promise, head.length);
+    }
+  } catch (err) {
+    // Let the chunks still in flight settle so nothing runs on after we return.
+    await Promise.allSettled(window.map((w) => w.promise));
+    throw err;
+  }
+  opts.onProgress?.({ bytesDone, bytesTotal: size });
+  return stats;
+}
