@@ -166,7 +166,7 @@ export async function startAppliance(options: ApplianceOptions): Promise<Applian
   } catch (err) {
     const tail = `--- api ---\n${api.tail()}\n--- worker ---\n${worker?.tail() ?? ''}`;
     await stop();
-    throw new Error(`${(err as Error).message}\n${tail}`);
+    throw new Error(`${(err as Error).message}\n${tail}`, { cause: err });
   }
 
   return {

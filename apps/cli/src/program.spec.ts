@@ -117,7 +117,8 @@ describe('runCli', () => {
       );
       expect(code).toBe(1);
       expect(run.err()).toBe('error: the server offers 4 bytes but the disk has 10\n');
-      expect(fs.readdirSync(dir)).toEqual(['credentials.json'].filter((f) => fs.existsSync(path.join(dir, f))));
+      expect(fs.existsSync(output)).toBe(false);
+      expect(fs.existsSync(`${output}.part`)).toBe(false);
     } finally {
       await api.close();
     }

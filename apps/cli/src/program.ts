@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { ApiError, UnreachableError } from './api-client';
 import { registerAuth } from './commands/auth';
 import { registerBackup } from './commands/backup';
@@ -24,15 +24,13 @@ export async function runCli(argv: string[], io: CliIo, credentials = new Creden
   const run: Runner = (body) => async (...args) => {
     const command = args[args.length - 1] as Command;
     const positional = args.slice(0, -2);
-    const ctx = new CliContext(command.optsWithGlobals<GlobalOptions>(), io, credentials);
+    const ctx = new CliContext(commonOptions(command), io, credentials);
     exitCode = (await body(ctx, command.opts() as Parameters<typeof body>[1], ...positional)) ?? 0;
   };
 
   const program = new Command('vmkeep')
     .description('VMKeep command line: talks to the VMKeep REST API')
-    .option('--url <url>', 'VMKeep API URL (or VMKEEP_URL; default http://127.0.0.1:8080)')
-    .option('--token <token>', 'API token (or VMKEEP_TOKEN; default: the one saved by login)')
-    .option('--json', 'machine-readable output, no progress bars')
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
@@ -42,7 +40,7 @@ export async function runCli(argv: string[], io: CliIo, credentials = new Creden
   for (const register of [registerAuth, registerHosts, registerVms, registerBackup, registerPoints, registerRestore]) {
     register(program, run);
   }
-  for (const sub of program.commands) sub.exitOverride();
+  addCommonOptions(program);
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -56,6 +54,43 @@ export async function runCli(argv: string[], io: CliIo, credentials = new Creden
     io.stderr.write(`error: ${describe(err)}\n`);
     return 1;
   }
+}
+
+const COMMON_OPTIONS: [flags: string, description: string][] = [
+  ['--url <url>', 'VMKeep API URL (or VMKEEP_URL; default http://127.0.0.1:8080)'],
+  ['--token <token>', 'API token (or VMKEEP_TOKEN; default: the one saved by login)'],
+  ['--json', 'machine-readable output, no progress bars'],
+];
+
+/**
+ * Every command accepts --url, --token and --json, before or after its name. A command with an option of the
+ * same name (`host add --url` is the vCenter URL) keeps its own; the VMKeep URL then goes before the command name
+ * (`vmkeep --url http://appliance:8080 host add ...`) or into VMKEEP_URL.
+ */
+function addCommonOptions(command: Command): void {
+  command.exitOverride();
+  for (const [flags, description] of COMMON_OPTIONS) {
+    const option = new Option(flags, description);
+    if (command.options.some((o) => o.long === option.long)) continue;
+    command.addOption(option);
+    COMMON.add(option);
+  }
+  for (const sub of command.commands) addCommonOptions(sub);
+}
+
+/** Options added by addCommonOptions (not a command's own option of the same name). */
+const COMMON = new WeakSet<Option>();
+
+/** --url/--token/--json as given closest to the command, ignoring a command's own option of the same name. */
+function commonOptions(leaf: Command): GlobalOptions {
+  const found: Record<string, unknown> = {};
+  for (let cmd: Command | null = leaf; cmd; cmd = cmd.parent) {
+    for (const option of cmd.options) {
+      const key = option.attributeName();
+      if (COMMON.has(option) && found[key] === undefined) found[key] = cmd.getOptionValue(key);
+    }
+  }
+  return found as GlobalOptions;
 }
 
 function describe(err: unknown): string {

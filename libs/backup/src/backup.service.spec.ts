@@ -41,9 +41,8 @@ class FakeHost {
   constructor(readonly disks: { info: VmDiskInfo; data: Buffer }[]) {}
 
   session(): VsphereSession {
-    const host = this;
     const check = (): void => {
-      if (!host.reachable) throw new ConnectionError('connect ECONNREFUSED 127.0.0.1:1');
+      if (!this.reachable) throw new ConnectionError('connect ECONNREFUSED 127.0.0.1:1');
     };
     const vmInfo = (): VmInfo => ({
       ref: { type: 'VirtualMachine', value: 'vm-1' },
@@ -51,42 +50,42 @@ class FakeHost {
       datacenter: 'DC0',
       datacenterPath: 'DC0',
       powerState: 'poweredOn',
-      disks: host.disks.map((d) => d.info),
-      snapshots: [...host.snapshots],
+      disks: this.disks.map((d) => d.info),
+      snapshots: [...this.snapshots],
     });
     return {
       about: { apiType: 'VirtualCenter', apiVersion: '8.0', fullName: 'fake' },
       inventory: () => Promise.reject(new Error('not used')),
-      async getVm(id) {
+      getVm: async (id) => {
         check();
-        if (!host.vmExists || id !== 'vm-1') throw new NotFoundError(`VirtualMachine ${id} not found`);
+        if (!this.vmExists || id !== 'vm-1') throw new NotFoundError(`VirtualMachine ${id} not found`);
         return vmInfo();
       },
-      async createSnapshot(_vm, name, description) {
+      createSnapshot: async (_vm, name, description) => {
         check();
-        const ref = { type: 'VirtualMachineSnapshot', value: `snapshot-${host.next++}` };
-        host.snapshots.push({ ref, name, description });
-        host.created.push(name);
+        const ref = { type: 'VirtualMachineSnapshot', value: `snapshot-${this.next++}` };
+        this.snapshots.push({ ref, name, description });
+        this.created.push(name);
         return ref;
       },
-      async removeSnapshot(ref) {
+      removeSnapshot: async (ref) => {
         check();
-        if (host.removeFails) throw new ConnectionError('socket hang up');
-        const i = host.snapshots.findIndex((s) => s.ref.value === ref.value);
+        if (this.removeFails) throw new ConnectionError('socket hang up');
+        const i = this.snapshots.findIndex((s) => s.ref.value === ref.value);
         if (i < 0) throw new NotFoundError(`snapshot ${ref.value} not found`);
-        host.snapshots.splice(i, 1);
-        host.removed.push(ref.value);
+        this.snapshots.splice(i, 1);
+        this.removed.push(ref.value);
       },
-      async snapshotDisks() {
+      snapshotDisks: async () => {
         check();
-        return host.disks.map((d) => d.info);
+        return this.disks.map((d) => d.info);
       },
-      async openDisk(_dc, disk) {
+      openDisk: async (_dc, disk) => {
         check();
-        const data = host.disks.find((d) => d.info.key === disk.key)!.data;
-        return new FlakyDisk(data, host);
+        const data = this.disks.find((d) => d.info.key === disk.key)!.data;
+        return new FlakyDisk(data, this);
       },
-      async logout() {},
+      logout: async () => undefined,
     };
   }
 }
@@ -223,7 +222,7 @@ describe('BackupService (SQLite + real repository, in-memory host)', () => {
     const job = await newJob();
     await expect(service.run(job.id)).resolves.toBe('failed');
     const failed = await reload(job.id);
-    expect(failed.error).toMatch(/reading Hard disk 2 .*connection reset by peer/);
+    expect(failed.error).toMatch(/^reading Hard disk 2 from vc1 failed: .*connection reset by peer$/);
     expect(failed.restorePointId).toBeNull();
     expect(failed.snapshotMoref).toBeNull();
     expect(await db.getRepository(RestorePointEntity).count()).toBe(0);

@@ -9,6 +9,7 @@ import {
   VmEntity,
   type RestorePointDisk,
 } from '@vmkeep/persistence';
+import { DiskError } from '@vmkeep/disk';
 import type { DiskWriteStats, PointWriter } from '@vmkeep/repository';
 import { NotFoundError, type MoRef, type VmDiskInfo, type VmInfo, type VsphereSession } from '@vmkeep/vsphere';
 import { In, type Repository as OrmRepository } from 'typeorm';
@@ -229,7 +230,8 @@ export class BackupService {
       for (const [i, d] of disks.entries()) {
         const phase = `reading ${d.label} (${i + 1}/${disks.length})`;
         tracker.update(before, phase);
-        const s = await this.copyDisk(session, info, d, (done) => tracker.update(before + done), writer, signal);
+        const onBytes = (done: number) => tracker.update(before + done);
+        const s = await this.copyDisk(session, info, d, onBytes, writer, signal, host.name);
         for (const k of Object.keys(stats) as (keyof BackupStats)[]) stats[k] += s[k];
         pointDisks.push({
           key: diskKey(d),
@@ -284,6 +286,7 @@ export class BackupService {
     onBytes: (done: number) => void,
     writer: PointWriter,
     signal: AbortSignal,
+    hostName: string,
   ): Promise<DiskWriteStats> {
     const source = await session.openDisk(info.datacenterPath, disk);
     try {
@@ -294,7 +297,8 @@ export class BackupService {
       });
     } catch (err) {
       if (signal.aborted) throw err;
-      throw new BackupFailure(`reading ${disk.label} (${disk.fileName}) failed: ${describeFailure(err)}`, { cause: err });
+      const detail = err instanceof DiskError ? err.message : describeFailure(err, { hostName });
+      throw new BackupFailure(`reading ${disk.label} from ${hostName} failed: ${detail}`, { cause: err });
     } finally {
       await source.close().catch(() => undefined);
     }

@@ -146,7 +146,7 @@ export class VimConnection {
   }
 
   private invoke(method: string, args: Record<string, unknown>): Promise<SoapValue> {
-    const headers = this.cookie ? { Cookie: `${SESSION_COOKIE}=${this.cookie}` } : {};
+    const headers: Record<string, string> = this.cookie ? { Cookie: `${SESSION_COOKIE}=${this.cookie}` } : {};
     return invokeRaw(this.client, method, args, this.agent, this.timeoutMs, this.host, headers);
   }
 }

@@ -24,6 +24,9 @@ export interface DatastoreDiskOptions {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A range the host refused for good (file gone, range outside it): not worth retrying. */
+class RangeRefusedError extends DiskError {}
+
 /** "/folder/<path>?dcPath=<dc>&dsName=<ds>" with every path segment escaped. */
 export function folderUrl(datastorePath: string, datacenterPath: string, datastore: string): string {
   const encodedPath = datastorePath.split('/').filter(Boolean).map(encodeURIComponent).join('/');
@@ -62,7 +65,7 @@ class DatastoreDisk implements Disk {
         return await this.readOnce(offset, length);
       } catch (error) {
         lastError = error;
-        if (error instanceof DiskError && /HTTP 404|HTTP 416/.test(error.message)) break;
+        if (error instanceof RangeRefusedError) break;
       }
     }
     if (lastError instanceof DiskError) throw lastError;
@@ -75,7 +78,8 @@ class DatastoreDisk implements Disk {
     const end = start + length - 1;
     const response = await this.connection.get(this.dataUrl, { Range: `bytes=${start}-${end}` }, length);
     if (response.status !== 206) {
-      throw new DiskError(`expected HTTP 206 for bytes ${start}-${end}, got HTTP ${response.status}`, this.source, offset);
+      const ErrorType = response.status === 404 || response.status === 416 ? RangeRefusedError : DiskError;
+      throw new ErrorType(`expected HTTP 206 for bytes ${start}-${end}, got HTTP ${response.status}`, this.source, offset);
     }
     const range = parseContentRange(response.headers['content-range']);
     if (!range || range.start !== start || range.end !== end) {
@@ -177,7 +181,7 @@ async function fetchRange(
   if (response.status === 416) throw new DiskError('file is empty (HTTP 416)', source);
   if (response.status !== 206) throw new DiskError(`expected HTTP 206, got HTTP ${response.status}`, source, start);
   const range = parseContentRange(response.headers['content-range']);
-  if (!range || range.total === undefined || range.start !== start || range.body !== undefined) {
+  if (!range || range.total === undefined || range.start !== start) {
     throw new DiskError(`unusable Content-Range "${response.headers['content-range'] ?? ''}"`, source, start);
   }
   if (response.body.length !== range.end - range.start + 1) {
