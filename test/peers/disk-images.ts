@@ -105,7 +105,8 @@ export async function buildRandomZeroImage(options: ImageOptions = {}): Promise<
     offset += length;
   }
   // Make sure a full all-zero chunk and the disk's last bytes are covered.
-  image.fill(0, 20 * MiB, 22 * MiB);
+  const zeroStart = Math.floor(size / 2 / MiB) * MiB;
+  image.fill(0, zeroStart, Math.min(zeroStart + 2 * MiB, size - 4096));
   seededBytes(seed, 'tail', 4096).copy(image, size - 4096);
   const file = path.join(dir, `${seed}-raw.img`);
   await fs.writeFile(file, image);

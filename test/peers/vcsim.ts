@@ -131,7 +131,7 @@ async function buildOnce(): Promise<string> {
   } catch (error) {
     await fs.rm(temp, { force: true });
     const detail = (error as { stderr?: string }).stderr ?? String(error);
-    throw new Error(`building vcsim failed (needs golang-go and golang-github-vmware-govmomi-dev): ${detail}`);
+    throw new Error(`building vcsim failed (needs golang-go and golang-github-vmware-govmomi-dev): ${detail}`, { cause: error });
   }
   return BINARY;
 }

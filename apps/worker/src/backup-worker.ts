@@ -58,7 +58,7 @@ export class BackupWorker {
    */
   private async onFailed(jobId: string, reason: string): Promise<void> {
     try {
-      await this.backups.markInterrupted(jobId, `the worker running this job stopped (${reason})`);
+      await this.backups.markInterrupted(jobId, `the worker could not finish this job: ${reason}`);
     } catch (err) {
       this.log.warn(`could not close job ${jobId} after a queue failure: ${describeFailure(err)}`);
     }

@@ -30,7 +30,8 @@ const MiB = 1024 * 1024;
 class FakeHost {
   reachable = true;
   removeFails = false;
-  failReadAt?: number;
+  /** Reads of this disk at or past `offset` fail. */
+  failRead?: { key: number; offset: number };
   readDelayMs = 0;
   vmExists = true;
   snapshots: { ref: MoRef; name: string; description?: string }[] = [];
@@ -50,6 +51,7 @@ class FakeHost {
       datacenter: 'DC0',
       datacenterPath: 'DC0',
       powerState: 'poweredOn',
+      toolsRunningStatus: 'guestToolsRunning',
       disks: this.disks.map((d) => d.info),
       snapshots: [...this.snapshots],
     });
@@ -83,7 +85,7 @@ class FakeHost {
       openDisk: async (_dc, disk) => {
         check();
         const data = this.disks.find((d) => d.info.key === disk.key)!.data;
-        return new FlakyDisk(data, this);
+        return new FlakyDisk(data, this, disk.key);
       },
       logout: async () => undefined,
     };
@@ -96,6 +98,7 @@ class FlakyDisk implements Disk {
   constructor(
     data: Buffer,
     private readonly host: FakeHost,
+    private readonly key: number,
   ) {
     this.inner = new BufferDisk(data);
   }
@@ -104,7 +107,8 @@ class FlakyDisk implements Disk {
   }
   async read(offset: number, length: number): Promise<Buffer> {
     if (this.host.readDelayMs) await new Promise((r) => setTimeout(r, this.host.readDelayMs));
-    if (this.host.failReadAt !== undefined && offset + length > this.host.failReadAt) {
+    const fail = this.host.failRead;
+    if (fail?.key === this.key && offset + length > fail.offset) {
       throw new DiskError('connection reset by peer', '[LocalDS_0] web-1/web-1.vmdk', offset);
     }
     return this.inner.read(offset, length);
@@ -218,7 +222,7 @@ describe('BackupService (SQLite + real repository, in-memory host)', () => {
   });
 
   it('fails a read error cleanly: message names the disk, no manifest, no row, snapshot removed', async () => {
-    host.failReadAt = diskA.length + MiB / 2;
+    host.failRead = { key: 2001, offset: MiB + MiB / 2 };
     const job = await newJob();
     await expect(service.run(job.id)).resolves.toBe('failed');
     const failed = await reload(job.id);

@@ -92,22 +92,20 @@ describe('embedded redis-server', () => {
   it('refuses to remove a job a worker is running', async () => {
     const connection = await redisConnection(config);
     const queue = new Queue('vmkeep-test-locked', { connection });
-    let release!: () => void;
-    const started = new Promise<void>((startedResolve) => {
-      const held = new Promise<void>((r) => (release = r));
-      worker = new Worker('vmkeep-test-locked', async () => {
-        startedResolve();
-        await held;
-      }, { connection });
-    });
-    let worker!: Worker;
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    let markStarted: () => void = () => undefined;
+    const started = new Promise<void>((r) => (markStarted = r));
+    const worker = new Worker('vmkeep-test-locked', async () => {
+      markStarted();
+      await held;
+    }, { connection });
     try {
       const producer = new BackupQueue(queue);
       await producer.enqueue('job-2');
       await started;
       expect(await producer.remove('job-2')).toBe(false);
       expect(await queue.getJob('job-2')).toBeDefined();
-      release();
     } finally {
       release();
       await worker.close();
