@@ -9,6 +9,9 @@ import Redis from 'ioredis';
 import { startAppliance, vmkeep, type Appliance } from './peers/appliance';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
+// Starting the appliance (and building dist/ when stale) takes a while: allow minutes, not jest's 5 s.
+jest.setTimeout(300_000);
+
 const REDIS_DB = 4;
 const MiB = 1024 * 1024;
 

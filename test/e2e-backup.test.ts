@@ -13,6 +13,9 @@ import { buildExt4Image, buildRandomZeroImage, sha256File, type DiskImage } from
 import { createDatabase } from './peers/mariadb';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
+// Starting the appliance (and building dist/ when stale) takes a while: allow minutes, not jest's 5 s.
+jest.setTimeout(300_000);
+
 const MiB = 1024 * 1024;
 const VM_NAME = 'e2e-two-disks';
 

@@ -15,6 +15,9 @@ import { freePort } from './peers/redis';
 import { startTcpProxy, viaProxy, type TcpProxy } from './peers/tcp-proxy';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
+// Starting the appliance (and building dist/ when stale) takes a while: allow minutes, not jest's 5 s.
+jest.setTimeout(300_000);
+
 const MiB = 1024 * 1024;
 const REDIS_DB = 3;
 /** Throttle of the proxied host: the 24 MiB disk then takes ~8 s, so a backup is reliably "mid-read". */
@@ -283,6 +286,22 @@ describe('backup faults', () => {
     }
     const swept = await waitForJob(app, jobId, (j) => (j.snapshotMoref ?? null) === null, 30_000);
     expect(swept.state).toBe('failed');
+  });
+
+  it('restarts a backup whose worker died mid-read on another worker (BullMQ stalled job)', async () => {
+    const vm = await vmOf(proxied, 'bulk');
+    const pointsBefore = (await pointsOf(vm.id)).length;
+    proxy.throttle(SLOW_BYTES_PER_SECOND);
+    const jobId = await startBackup(vm);
+    await waitForJob(app, jobId, reading);
+    await app.restartWorker(); // SIGKILL: no cleanup at all, the BullMQ lock simply expires
+    proxy.throttle(undefined);
+
+    // BullMQ notices the stalled job within two stalled-check rounds (30 s each) and hands it out again.
+    const job = await waitForJob(app, jobId, undefined, 150_000);
+    expect(job).toMatchObject({ state: 'succeeded', error: null });
+    expect(await pointsOf(vm.id)).toHaveLength(pointsBefore + 1);
+    expect(await snapshotsOf(vm.moref)).toEqual([]);
   });
 
   it('fails cleanly when vcsim dies mid-backup and shows nothing half-written', async () => {

@@ -1,12 +1,12 @@
 // Test peer: the real VMKeep appliance as the user runs it — the compiled API process and worker process(es)
 // (dist/, built by scripts/build.js when the sources are newer than the last build), configured only through the
 // environment, with their own temp data dir and repository, on 127.0.0.1 and a free port.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, makeTempDir, spawnPeer, waitUntil, type SpawnedPeer } from './redis';
+import { freePort, makeTempDir, waitUntil, type SpawnedPeer } from './redis';
 
 const run = promisify(execFile);
 
@@ -95,6 +95,40 @@ function isStale(): boolean {
   return newest(path.join(ROOT, 'apps')) > built || newest(path.join(ROOT, 'libs')) > built;
 }
 
+/**
+ * Runs a compiled entry point with exactly `env` (a jest test's process.env is a sandbox copy that child_process
+ * does not see, so the environment is always passed explicitly). Keeps the last output lines for messages.
+ */
+function spawnNode(entry: string, env: NodeJS.ProcessEnv, cwd: string): SpawnedPeer {
+  const child = spawn(process.execPath, [entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (chunk: Buffer): void => {
+    output = (output + chunk.toString('utf8')).slice(-8000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  child.on('error', (err) => keep(Buffer.from(String(err))));
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+      resolve();
+    }),
+  );
+  return {
+    child,
+    tail: () => output.trim(),
+    exited: () => exit,
+    stop: async (graceMs = 5000) => {
+      if (exit) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
 /** Starts the API, waits until it answers, logs in as admin, then starts one worker. */
 export async function startAppliance(options: ApplianceOptions): Promise<Appliance> {
   await ensureBuilt();
@@ -110,29 +144,17 @@ export async function startAppliance(options: ApplianceOptions): Promise<Applian
     VMKEEP_SECRET_KEY: randomBytes(32).toString('hex'),
     VMKEEP_REPOSITORY: path.join(dataDir, 'repository'),
     VMKEEP_LOG_LEVEL: 'log',
+    NO_COLOR: '1',
     REDIS_URL: `${options.redisUrl.replace(/\/\d*$/, '')}/${options.redisDb}`,
     ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}),
     ...options.env,
   };
   const url = `http://127.0.0.1:${port}`;
-  const spawnApp = (entry: string): SpawnedPeer => {
-    const peer = spawnPeer(process.execPath, [path.join(DIST, entry)], dataDir);
-    return peer;
-  };
-  // spawnPeer inherits process.env; the appliance must see only our settings on top of it.
-  const withEnv = <T>(fn: () => T): T => {
-    const saved = { ...process.env };
-    for (const key of Object.keys(process.env)) if (/^(VMKEEP_|DATABASE_URL$|REDIS_URL$)/.test(key)) delete process.env[key];
-    Object.assign(process.env, env);
-    try {
-      return fn();
-    } finally {
-      for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
-      Object.assign(process.env, saved);
-    }
-  };
+  // Only our settings on top of PATH/HOME: nothing of the caller's VMKEEP_*, DATABASE_URL or REDIS_URL leaks in.
+  const childEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, ...env };
+  const spawnApp = (entry: string): SpawnedPeer => spawnNode(path.join(DIST, entry), childEnv, dataDir);
 
-  const api = withEnv(() => spawnApp('apps/api/src/main.js'));
+  const api = spawnApp('apps/api/src/main.js');
   let worker: SpawnedPeer | undefined;
   let token = '';
   const send = (method: string, route: string, body?: unknown): Promise<Response> =>
@@ -151,7 +173,7 @@ export async function startAppliance(options: ApplianceOptions): Promise<Applian
     return (text ? JSON.parse(text) : undefined) as T;
   };
   const startWorker = async (): Promise<void> => {
-    worker = withEnv(() => spawnApp('apps/worker/src/main.js'));
+    worker = spawnApp('apps/worker/src/main.js');
     await waitUntil('vmkeep worker', async () => /processing vmkeep-backup/.test(worker!.tail()), worker, 60_000);
   };
   const stop = async (): Promise<void> => {

@@ -105,7 +105,7 @@ describe('runCli', () => {
   it('refuses a short download and leaves no output file', async () => {
     const point = { id: 'p1', vmId: 'v', createdAt: '', sizeBytes: 10, storedBytes: 1, disks: [{ key: 'disk-2000', deviceKey: 2000, label: 'd', capacityBytes: 10 }] };
     const api = await fakeApi((req) =>
-      req.url === '/api/restore-points' ? { status: 200, json: [point] } : { status: 200, raw: Buffer.alloc(4) },
+      req.url === '/api/restore-points/p1' ? { status: 200, json: point } : { status: 200, raw: Buffer.alloc(4) },
     );
     try {
       const run = io();

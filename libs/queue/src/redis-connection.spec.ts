@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { BACKUP_JOB } from '@vmkeep/contracts';
-import { BackupQueue } from './backup-queue';
+import { BackupQueue, QueueUnavailableError } from './backup-queue';
 import {
   embeddedRedisFiles,
   ensureEmbeddedRedis,
@@ -114,9 +114,23 @@ describe('embedded redis-server', () => {
     }
   });
 
-  it('stops the server and reports a missing binary clearly', async () => {
+  it('stops the server; queue operations then fail in bounded time; a missing binary is reported clearly', async () => {
+    const queue = new Queue('vmkeep-test-down', { connection: await redisConnection(config) });
+    queue.on('error', () => undefined);
+    await queue.waitUntilReady();
     expect(await stopEmbeddedRedis(config)).toBe(true);
     expect(await pingSocket(config.redisSocket)).toBe(false);
+    const producer = new BackupQueue(queue, 300);
+    const started = Date.now();
+    await expect(producer.enqueue('job-3')).rejects.toThrow(QueueUnavailableError);
+    await expect(producer.enqueue('job-3')).rejects.toThrow(/did not answer within 0.3 s while trying to enqueue a job/);
+    expect(Date.now() - started).toBeLessThan(5000);
+    // A restarted server is picked up again by the same queue.
+    await ensureEmbeddedRedis(config);
+    expect(await producer.waitingCount()).toBeGreaterThanOrEqual(0);
+    await queue.obliterate({ force: true });
+    await queue.close();
+    expect(await stopEmbeddedRedis(config)).toBe(true);
     const broken = { ...config, redisServerBin: path.join(dataDir, 'no-such-redis-server') };
     await expect(ensureEmbeddedRedis(broken)).rejects.toThrow(/could not start .*no-such-redis-server/);
   });

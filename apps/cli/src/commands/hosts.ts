@@ -19,7 +19,7 @@ export function registerHosts(program: Command, run: Runner): void {
   host
     .command('add <name>')
     .description('register a vCenter or ESXi host')
-    .requiredOption('--url <url>', 'https://host[:port]')
+    .requiredOption('--url <url>', 'vCenter/ESXi URL https://host[:port] (give the VMKeep URL before "host" or in VMKEEP_URL)')
     .requiredOption('--username <user>', 'vSphere user')
     .option('--password <password>', 'vSphere password (prefer --password-stdin)')
     .option('--password-stdin', 'read the vSphere password from standard input')

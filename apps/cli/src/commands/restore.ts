@@ -6,7 +6,7 @@ import { CliError } from '../context';
 import { bytes } from '../format';
 import type { Runner } from '../program';
 import { ProgressBar } from '../progress-bar';
-import { listPoints } from '../resources';
+import type { RestorePointView } from '../resources';
 
 interface DiskOptions {
   disk: string;
@@ -26,8 +26,7 @@ export function registerRestore(program: Command, run: Runner): void {
     .action(
       run(async (ctx, opts: DiskOptions, pointId: string) => {
         if (opts.format !== 'raw') throw new CliError(`format "${opts.format}" is not supported (supported: raw)`);
-        const point = (await listPoints(ctx)).find((p) => p.id === pointId);
-        if (!point) throw new CliError(`no restore point with id "${pointId}" (see: vmkeep point list)`);
+        const point = await ctx.client.get<RestorePointView>(`/api/restore-points/${encodeURIComponent(pointId)}`);
         const disk = point.disks.find((d) => d.key === opts.disk);
         if (!disk) {
           throw new CliError(`restore point ${pointId} has no disk "${opts.disk}" (it has: ${point.disks.map((d) => d.key).join(', ')})`);

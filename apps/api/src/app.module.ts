@@ -1,0 +1,52 @@
+import { Module, OnApplicationShutdown } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { ConfigModule } from '@vmkeep/config';
+import { InventoryModule } from '@vmkeep/inventory';
+import { PersistenceModule } from '@vmkeep/persistence';
+import { QueueModule } from '@vmkeep/queue';
+import { closeSharedChunkWorkers } from '@vmkeep/repository';
+import { AuditController } from './audit/audit.controller';
+import { AuditService } from './audit/audit.service';
+import { AuthController } from './auth/auth.controller';
+import { AuthGuard } from './auth/auth.guard';
+import { AuthService } from './auth/auth.service';
+import { UsersController } from './auth/users.controller';
+import { UsersService } from './auth/users.service';
+import { ErrorsFilter } from './common/errors.filter';
+import { HealthController } from './health.controller';
+import { HostsController } from './hosts/hosts.controller';
+import { JobsController } from './jobs/jobs.controller';
+import { JobsService } from './jobs/jobs.service';
+import { RestorePointsController } from './restore-points/restore-points.controller';
+import { RestorePointsService } from './restore-points/restore-points.service';
+import { VmsController } from './vms/vms.controller';
+
+/** The HTTP API: controllers, auth and the queue producer. It enqueues backups and never runs them. */
+@Module({
+  imports: [ConfigModule, PersistenceModule, QueueModule, InventoryModule],
+  controllers: [
+    HealthController,
+    AuthController,
+    UsersController,
+    HostsController,
+    VmsController,
+    JobsController,
+    RestorePointsController,
+    AuditController,
+  ],
+  providers: [
+    AuditService,
+    AuthService,
+    UsersService,
+    JobsService,
+    RestorePointsService,
+    { provide: APP_GUARD, useClass: AuthGuard },
+    { provide: APP_FILTER, useClass: ErrorsFilter },
+  ],
+})
+export class AppModule implements OnApplicationShutdown {
+  async onApplicationShutdown(): Promise<void> {
+    // Restore point downloads decode chunks on the shared worker-thread pool.
+    await closeSharedChunkWorkers();
+  }
+}

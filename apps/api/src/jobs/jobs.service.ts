@@ -1,0 +1,103 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { In, Repository } from 'typeorm';
+import { VmkeepError } from '@vmkeep/contracts';
+import { JobEntity, VmEntity } from '@vmkeep/persistence';
+import { BackupQueue } from '@vmkeep/queue';
+import type { AuthUser } from '../auth/auth.decorators';
+import { paging } from '../common/paging';
+import type { JobDto, JobPageDto, JobsQueryDto } from './jobs.dto';
+
+/** Creates backup jobs (database row first, then the queue) and cancels them. Never runs a backup itself. */
+@Injectable()
+export class JobsService {
+  private readonly logger = new Logger('Jobs');
+
+  constructor(
+    @InjectRepository(JobEntity) private readonly jobs: Repository<JobEntity>,
+    @InjectRepository(VmEntity) private readonly vms: Repository<VmEntity>,
+    private readonly queue: BackupQueue,
+  ) {}
+
+  async startBackup(vmId: string, quiesce: boolean, user: AuthUser): Promise<{ job: JobDto; vm: VmEntity }> {
+    const vm = await this.vms.findOneBy({ id: vmId });
+    if (!vm) throw new VmkeepError(`VM ${vmId} not found`, 'not_found');
+    if (vm.missing) {
+      throw new VmkeepError(`VM ${vm.name} was not found on its host by the last inventory sync; sync the host again`, 'conflict');
+    }
+    const active = await this.jobs.findOneBy({ vmId, type: 'backup', state: In(['queued', 'running']) });
+    if (active) throw new VmkeepError(`VM ${vm.name} already has a ${active.state} backup job (${active.id})`, 'conflict');
+    const job = await this.jobs.save(
+      this.jobs.create({ type: 'backup', state: 'queued', vmId, requestedBy: user.id, options: { quiesce } }),
+    );
+    try {
+      await this.queue.enqueue(job.id);
+    } catch (err) {
+      const message = `could not enqueue the job: ${(err as Error).message}`;
+      await this.jobs.update(job.id, { state: 'failed', error: message, finishedAt: new Date() });
+      this.logger.error(`job ${job.id}: ${message}`);
+      throw new VmkeepError(message, 'unavailable');
+    }
+    return { job: jobView(job), vm };
+  }
+
+  async list(query: JobsQueryDto): Promise<JobPageDto> {
+    const { page, pageSize, skip } = paging(query);
+    const where = { ...(query.state ? { state: query.state } : {}), ...(query.vmId ? { vmId: query.vmId } : {}) };
+    const [rows, total] = await this.jobs.findAndCount({ where, order: { createdAt: 'DESC', id: 'DESC' }, skip, take: pageSize });
+    return { items: rows.map(jobView), total, page, pageSize };
+  }
+
+  async get(id: string): Promise<JobDto> {
+    return jobView(await this.entity(id));
+  }
+
+  /**
+   * A queued job is taken off the queue and marked cancelled; a running one gets cancelRequested and the worker
+   * stops it (removing its snapshot). Finished jobs cannot be cancelled.
+   */
+  async cancel(id: string): Promise<JobDto> {
+    const job = await this.entity(id);
+    if (job.state === 'queued' && (await this.queue.remove(id))) {
+      // Conditional: the worker may have started it meanwhile.
+      const result = await this.jobs.update({ id, state: 'queued' }, { state: 'cancelled', cancelRequested: true, finishedAt: new Date(), phase: 'cancelled before start' });
+      if (result.affected) return this.get(id);
+    }
+    const fresh = await this.entity(id);
+    if (fresh.state === 'queued' || fresh.state === 'running') {
+      await this.jobs.update({ id, state: In(['queued', 'running']) }, { cancelRequested: true });
+      return this.get(id);
+    }
+    throw new VmkeepError(`job ${id} already ended (${fresh.state})`, 'conflict');
+  }
+
+  private async entity(id: string): Promise<JobEntity> {
+    const job = await this.jobs.findOneBy({ id });
+    if (!job) throw new VmkeepError(`job ${id} not found`, 'not_found');
+    return job;
+  }
+}
+
+export function jobView(j: JobEntity): JobDto {
+  return {
+    id: j.id,
+    type: j.type,
+    state: j.state,
+    vmId: j.vmId,
+    requestedBy: j.requestedBy,
+    options: j.options,
+    progress: j.progress ?? 0,
+    bytesDone: j.bytesDone ?? 0,
+    bytesTotal: j.bytesTotal ?? 0,
+    speed: j.speed ?? 0,
+    phase: j.phase ?? null,
+    error: j.error ?? null,
+    cancelRequested: j.cancelRequested ?? false,
+    snapshotMoref: j.snapshotMoref ?? null,
+    restorePointId: j.restorePointId ?? null,
+    stats: j.stats ?? null,
+    createdAt: j.createdAt,
+    startedAt: j.startedAt ?? null,
+    finishedAt: j.finishedAt ?? null,
+  };
+}

@@ -1,0 +1,23 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { APP_CONFIG, AppConfig, loadConfig } from '@vmkeep/config';
+import { AppModule } from './app.module';
+import { configureApp } from './app';
+
+async function bootstrap(): Promise<void> {
+  const level = loadConfig().logLevel;
+  const levels = (['error', 'warn', 'log', 'debug', 'verbose'] as const).slice(0, ['error', 'warn', 'log', 'debug', 'verbose'].indexOf(level) + 1);
+  const app = await NestFactory.create(AppModule, { logger: [...levels] });
+  configureApp(app);
+  app.enableShutdownHooks();
+  const config = app.get<AppConfig>(APP_CONFIG);
+  await app.listen(config.api.port, config.api.host);
+  Logger.log(`VMKeep API listening on ${await app.getUrl()} (OpenAPI at /api/docs)`, 'Main');
+}
+
+bootstrap().catch((err: unknown) => {
+  // Configuration and start-up errors carry no secrets (see ConfigError, SecretError).
+  console.error(`vmkeep-api: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,29 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { IsOptional, IsUUID } from 'class-validator';
+
+export class RestorePointsQueryDto {
+  @ApiPropertyOptional({ format: 'uuid' })
+  @IsOptional()
+  @IsUUID()
+  vmId?: string;
+}
+
+export class RestorePointDiskDto {
+  @ApiProperty({ description: 'Repository disk key: use it in /disks/{key}/raw' }) key!: string;
+  @ApiProperty() deviceKey!: number;
+  @ApiProperty() label!: string;
+  @ApiProperty() capacityBytes!: number;
+  @ApiProperty() fileName!: string;
+}
+
+export class RestorePointDto {
+  @ApiProperty() id!: string;
+  @ApiProperty() vmId!: string;
+  @ApiProperty({ nullable: true, type: String }) jobId!: string | null;
+  @ApiProperty({ enum: ['backup', 'archive'] }) kind!: 'backup' | 'archive';
+  @ApiProperty() quiesced!: boolean;
+  @ApiProperty({ type: [RestorePointDiskDto] }) disks!: RestorePointDiskDto[];
+  @ApiProperty({ description: 'Sum of the virtual disk sizes' }) sizeBytes!: number;
+  @ApiProperty({ description: 'Bytes this point added to the repository' }) storedBytes!: number;
+  @ApiProperty() createdAt!: Date;
+}

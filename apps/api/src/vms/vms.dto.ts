@@ -1,0 +1,46 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { IsOptional, IsString, IsUUID, MaxLength } from 'class-validator';
+import { RestorePointDto } from '../restore-points/restore-points.dto';
+
+export class VmsQueryDto {
+  @ApiPropertyOptional({ format: 'uuid' })
+  @IsOptional()
+  @IsUUID()
+  hostId?: string;
+
+  @ApiPropertyOptional({ description: 'Part of the VM name' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(255)
+  name?: string;
+}
+
+export class VmDiskDto {
+  @ApiProperty() deviceKey!: number;
+  @ApiProperty() label!: string;
+  @ApiProperty() capacityBytes!: number;
+  @ApiProperty({ example: '[datastore1] web/web.vmdk' }) fileName!: string;
+  @ApiProperty({ nullable: true, type: String }) datastore!: string | null;
+  @ApiProperty({ nullable: true, type: String }) diskMode!: string | null;
+}
+
+export class VmDto {
+  @ApiProperty() id!: string;
+  @ApiProperty() hostId!: string;
+  @ApiProperty({ example: 'vm-42' }) moref!: string;
+  @ApiProperty() name!: string;
+  @ApiProperty({ nullable: true, type: String }) instanceUuid!: string | null;
+  @ApiProperty({ nullable: true, type: String }) powerState!: string | null;
+  @ApiProperty({ nullable: true, type: String }) toolsStatus!: string | null;
+  @ApiProperty({ nullable: true, type: String }) guestId!: string | null;
+  @ApiProperty({ nullable: true, type: String }) datacenter!: string | null;
+  @ApiProperty({ nullable: true, type: String }) cluster!: string | null;
+  @ApiProperty({ nullable: true, type: String }) esxHost!: string | null;
+  @ApiProperty({ description: 'The last inventory sync did not find the VM' }) missing!: boolean;
+  @ApiProperty({ nullable: true, type: Date }) lastSeenAt!: Date | null;
+}
+
+export class VmDetailDto extends VmDto {
+  @ApiProperty({ type: [VmDiskDto] }) disks!: VmDiskDto[];
+  @ApiProperty({ type: RestorePointDto, nullable: true }) lastRestorePoint!: RestorePointDto | null;
+}
