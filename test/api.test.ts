@@ -121,6 +121,13 @@ describe('API', () => {
       expect(list.body.map((u: { username: string }) => u.username)).toEqual(['admin', 'olivia', 'victor']);
       const bad = await api().post('/api/users').set(auth(adminToken)).send({ username: 'x', password: 'long-enough', role: 'root' }).expect(400);
       expect(bad.body.message).toEqual([expect.stringContaining('role')]);
+      const temp = await api().post('/api/users').set(auth(adminToken)).send({ username: 'temp', password: 'temp-password', role: 'viewer' }).expect(201);
+      const tempToken = await login('temp', 'temp-password');
+      await api().delete(`/api/users/${temp.body.id}`).set(auth(adminToken)).expect(204);
+      await api().get('/api/auth/me').set(auth(tempToken)).expect(401);
+      const me = await api().get('/api/auth/me').set(auth(adminToken)).expect(200);
+      const self = await api().delete(`/api/users/${me.body.id}`).set(auth(adminToken)).expect(409);
+      expect(self.body.message).toBe('you cannot delete your own user');
     });
 
     it('creates, lists and revokes API tokens; the value is shown once', async () => {
@@ -201,6 +208,7 @@ describe('API', () => {
   describe('backups and jobs', () => {
     let vm: VmEntity;
     let missingVm: VmEntity;
+    let otherVm: VmEntity;
 
     beforeAll(async () => {
       const host = await data.getRepository(HostEntity).save(
@@ -209,12 +217,13 @@ describe('API', () => {
       const vms = data.getRepository(VmEntity);
       vm = await vms.save(vms.create({ hostId: host.id, moref: 'vm-10', name: 'web-01', missing: false }));
       missingVm = await vms.save(vms.create({ hostId: host.id, moref: 'vm-11', name: 'gone-01', missing: true }));
+      otherVm = await vms.save(vms.create({ hostId: host.id, moref: 'vm-12', name: 'app-02', missing: false }));
       await data.getRepository(VmDiskEntity).save({ vmId: vm.id, deviceKey: 2000, label: 'Hard disk 1', capacityBytes: 4 * MiB, fileName: '[ds] web-01/web-01.vmdk' });
     });
 
     it('lists VMs with filters and shows one with its disks', async () => {
       const all = await api().get('/api/vms').set(auth(viewerToken)).expect(200);
-      expect(all.body.map((v: VmEntity) => v.name)).toEqual(['gone-01', 'web-01']);
+      expect(all.body.map((v: VmEntity) => v.name)).toEqual(['app-02', 'gone-01', 'web-01']);
       const named = await api().get('/api/vms').query({ name: 'web' }).set(auth(viewerToken)).expect(200);
       expect(named.body.map((v: VmEntity) => v.id)).toEqual([vm.id]);
       const one = await api().get(`/api/vms/${vm.id}`).set(auth(viewerToken)).expect(200);
@@ -257,6 +266,15 @@ describe('API', () => {
       const cancelled = await api().get('/api/jobs').query({ state: 'cancelled' }).set(auth(viewerToken)).expect(200);
       expect(cancelled.body.items.map((j: JobEntity) => j.id)).toEqual([jobId]);
       await api().get('/api/jobs').query({ state: 'sleeping' }).set(auth(viewerToken)).expect(400);
+    });
+
+    it('creates one job when backups of a VM are requested concurrently', async () => {
+      const burst = await Promise.all([1, 2, 3, 4].map(() => api().post(`/api/vms/${otherVm.id}/backup`).set(auth(operatorToken)).send({})));
+      expect(burst.map((r) => r.status).sort()).toEqual([202, 409, 409, 409]);
+      const winner = burst.find((r) => r.status === 202)!.body.id as string;
+      expect(await data.getRepository(JobEntity).findBy({ vmId: otherVm.id })).toEqual([expect.objectContaining({ id: winner, state: 'queued' })]);
+      expect((await queue.getJobs(['waiting'])).map((j) => j.id)).toEqual([winner]);
+      await api().post(`/api/jobs/${winner}/cancel`).set(auth(operatorToken)).expect(200);
     });
 
     it('asks the worker to stop a running job', async () => {

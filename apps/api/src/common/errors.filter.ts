@@ -2,6 +2,7 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logge
 import type { ServerResponse } from 'node:http';
 import { VmkeepError } from '@vmkeep/contracts';
 import { HostConnectionError } from '@vmkeep/inventory';
+import { QueueUnavailableError } from '@vmkeep/queue';
 import { RepositoryError } from '@vmkeep/repository';
 import { VsphereError } from '@vmkeep/vsphere';
 
@@ -69,6 +70,9 @@ export class ErrorsFilter implements ExceptionFilter {
     if (exception instanceof VmkeepError) {
       const status = STATUS_BY_CODE[exception.code] ?? (exception.code.startsWith('host_') ? HttpStatus.BAD_GATEWAY : HttpStatus.BAD_REQUEST);
       return { statusCode: status, error: HttpStatus[status] ?? 'Error', message: exception.message, code: exception.code };
+    }
+    if (exception instanceof QueueUnavailableError) {
+      return { statusCode: HttpStatus.SERVICE_UNAVAILABLE, error: 'Service Unavailable', message: exception.message };
     }
     if (exception instanceof VsphereError) {
       return { statusCode: HttpStatus.BAD_GATEWAY, error: 'Bad Gateway', message: `vSphere: ${exception.message}` };

@@ -30,6 +30,16 @@ export class JobsService {
     const job = await this.jobs.save(
       this.jobs.create({ type: 'backup', state: 'queued', vmId, requestedBy: user.id, options: { quiesce } }),
     );
+    // Two requests may both have passed the check above: the oldest job wins, the others withdraw.
+    const [first] = await this.jobs.find({
+      where: { vmId, type: 'backup', state: In(['queued', 'running']) },
+      order: { createdAt: 'ASC', id: 'ASC' },
+      take: 1,
+    });
+    if (first && first.id !== job.id) {
+      await this.jobs.delete({ id: job.id });
+      throw new VmkeepError(`VM ${vm.name} already has a ${first.state} backup job (${first.id})`, 'conflict');
+    }
     try {
       await this.queue.enqueue(job.id);
     } catch (err) {
