@@ -192,7 +192,7 @@ export class BackupService {
       }
       await this.setPhase(job.id, `removing leftover snapshot "${snap.name}"`);
       await session.removeSnapshot(snap.ref);
-      await this.jobs.update({ snapshotMoref: snap.ref.value }, { snapshotMoref: null });
+      await this.jobs.update({ vmId: job.vmId, snapshotMoref: snap.ref.value }, { snapshotMoref: null });
       removed++;
     }
     if (removed) this.log.log(`job ${job.id}: removed ${removed} leftover snapshot(s) of earlier runs`);
