@@ -20,7 +20,8 @@ module.exports = {
       moduleNameMapper,
       globalSetup: '<rootDir>/test/peers/global-setup.ts',
       globalTeardown: '<rootDir>/test/peers/global-teardown.ts',
-      testTimeout: 300000,
+      // Minutes per test and hook (a `testTimeout` here would be ignored: jest only reads it at the top level).
+      setupFilesAfterEnv: ['<rootDir>/test/peers/jest-setup.ts'],
     },
   ],
 };

@@ -15,6 +15,7 @@ have mke2fs || need+=(e2fsprogs)
 if [ "$mode" = test ]; then
   { have mariadbd || have mysqld; } || need+=(mariadb-server)
   have qemu-img || need+=(qemu-utils)
+  have vmdkinfo || need+=(libvmdk-utils)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"

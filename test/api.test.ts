@@ -19,6 +19,8 @@ import { parseRedisUrl } from '@vmkeep/queue';
 import { CHUNKS_DIR, Repository } from '@vmkeep/repository';
 import { AppModule } from '../apps/api/src/app.module';
 import { configureApp } from '../apps/api/src/app';
+import type { RestorePointDto } from '../apps/api/src/restore-points/restore-points.dto';
+import type { VmDto } from '../apps/api/src/vms/vms.dto';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
 /** Redis database of this suite inside the shared test Redis. */
@@ -218,16 +220,24 @@ describe('API', () => {
       vm = await vms.save(vms.create({ hostId: host.id, moref: 'vm-10', name: 'web-01', missing: false }));
       missingVm = await vms.save(vms.create({ hostId: host.id, moref: 'vm-11', name: 'gone-01', missing: true }));
       otherVm = await vms.save(vms.create({ hostId: host.id, moref: 'vm-12', name: 'app-02', missing: false }));
-      await data.getRepository(VmDiskEntity).save({ vmId: vm.id, deviceKey: 2000, label: 'Hard disk 1', capacityBytes: 4 * MiB, fileName: '[ds] web-01/web-01.vmdk' });
+      await data.getRepository(VmDiskEntity).save([
+        { vmId: vm.id, deviceKey: 2000, label: 'Hard disk 1', capacityBytes: 4 * MiB, fileName: '[ds] web-01/web-01.vmdk' },
+        { vmId: otherVm.id, deviceKey: 2000, label: 'Hard disk 1', capacityBytes: 3 * MiB, fileName: '[ds] app-02/app-02.vmdk' },
+        { vmId: otherVm.id, deviceKey: 2001, label: 'Hard disk 2', capacityBytes: 5 * MiB + 512, fileName: '[ds] app-02/app-02_1.vmdk' },
+      ]);
     });
 
-    it('lists VMs with filters and shows one with its disks', async () => {
+    it('lists VMs with filters, their disk count and size, and shows one with its disks', async () => {
       const all = await api().get('/api/vms').set(auth(viewerToken)).expect(200);
-      expect(all.body.map((v: VmEntity) => v.name)).toEqual(['app-02', 'gone-01', 'web-01']);
+      expect(all.body.map((v: VmDto) => [v.name, v.diskCount, v.capacityBytes])).toEqual([
+        ['app-02', 2, 8 * MiB + 512],
+        ['gone-01', 0, 0],
+        ['web-01', 1, 4 * MiB],
+      ]);
       const named = await api().get('/api/vms').query({ name: 'web' }).set(auth(viewerToken)).expect(200);
       expect(named.body.map((v: VmEntity) => v.id)).toEqual([vm.id]);
       const one = await api().get(`/api/vms/${vm.id}`).set(auth(viewerToken)).expect(200);
-      expect(one.body).toMatchObject({ name: 'web-01', moref: 'vm-10', lastRestorePoint: null });
+      expect(one.body).toMatchObject({ name: 'web-01', moref: 'vm-10', diskCount: 1, capacityBytes: 4 * MiB, lastRestorePoint: null });
       expect(one.body.disks).toEqual([expect.objectContaining({ deviceKey: 2000, capacityBytes: 4 * MiB })]);
     });
 
@@ -323,10 +333,12 @@ describe('API', () => {
 
     it('lists points and shows the newest on the VM', async () => {
       const list = await api().get('/api/restore-points').set(auth(viewerToken)).expect(200);
-      expect(list.body.map((p: RestorePointEntity) => p.id)).toEqual([pointId]);
+      expect(list.body.map((p: RestorePointDto) => [p.id, p.vmName])).toEqual([[pointId, 'web-01']]);
+      const one = await api().get(`/api/restore-points/${pointId}`).set(auth(viewerToken)).expect(200);
+      expect(one.body).toMatchObject({ id: pointId, vmName: 'web-01' });
       const vmId = list.body[0].vmId as string;
       const vm = await api().get(`/api/vms/${vmId}`).set(auth(viewerToken)).expect(200);
-      expect(vm.body.lastRestorePoint).toMatchObject({ id: pointId, disks: [{ key: 'disk-2000', capacityBytes: image.length }] });
+      expect(vm.body.lastRestorePoint).toMatchObject({ id: pointId, vmName: 'web-01', disks: [{ key: 'disk-2000', capacityBytes: image.length }] });
       expect(vm.body.lastRestorePoint.repositoryPath).toBeUndefined();
     });
 
@@ -397,7 +409,7 @@ describe('API', () => {
       const imagePath = path.join(imageDir, 'disk.raw');
       fs.writeFileSync(imagePath, Buffer.concat([randomBytes(64 * 1024), Buffer.alloc(MiB - 64 * 1024)]));
       sim = await startVcsim({ seed: [{ name: 'api-sync-vm', disks: [{ image: imagePath }] }] });
-    }, 120_000);
+    });
 
     it('refuses an untrusted certificate and tells the thumbprint to pin', async () => {
       const created = await api().post('/api/hosts').set(auth(adminToken))
@@ -427,7 +439,12 @@ describe('API', () => {
       const vms = await api().get('/api/vms').query({ hostId, name: 'api-sync-vm' }).set(auth(viewerToken)).expect(200);
       expect(vms.body).toHaveLength(1);
       const seeded = sim!.vms.find((v) => v.name === 'api-sync-vm')!;
-      expect(vms.body[0]).toMatchObject({ moref: seeded.id, missing: false });
+      expect(vms.body[0]).toMatchObject({
+        moref: seeded.id,
+        missing: false,
+        diskCount: seeded.disks.length,
+        capacityBytes: seeded.disks.reduce((sum, d) => sum + d.capacityBytes, 0),
+      });
       const detail = await api().get(`/api/vms/${vms.body[0].id}`).set(auth(viewerToken)).expect(200);
       expect(detail.body.disks.map((d: VmDiskEntity) => [d.deviceKey, d.capacityBytes])).toEqual(seeded.disks.map((d) => [d.key, d.capacityBytes]));
       const host = await api().get(`/api/hosts/${hostId}`).set(auth(adminToken)).expect(200);

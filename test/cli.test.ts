@@ -9,9 +9,6 @@ import Redis from 'ioredis';
 import { startAppliance, vmkeep, type Appliance } from './peers/appliance';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
-// Starting the appliance (and building dist/ when stale) takes a while: allow minutes, not jest's 5 s.
-jest.setTimeout(300_000);
-
 const REDIS_DB = 4;
 const MiB = 1024 * 1024;
 
@@ -96,6 +93,12 @@ describe('vmkeep CLI', () => {
     const vms = await cli(['vm', 'list', '--host', 'lab', '--json']);
     const names = (JSON.parse(vms.stdout) as { name: string }[]).map((v) => v.name);
     expect(names).toContain('cli-vm');
+
+    const vmTable = await cli(['vm', 'list', '--host', 'lab']);
+    expect(vmTable).toMatchObject({ code: 0, stderr: '' });
+    expect(vmTable.stdout).toMatch(/^ID\s+NAME\s+MOREF\s+POWER\s+DISKS\s+SIZE\n/);
+    expect(vmTable.stdout).toMatch(/^\S+\s+cli-vm\s+vm-\d+\s+\S+\s+1\s+2\.0 MiB$/m);
+    expect(vmTable.stdout.endsWith('\n')).toBe(true);
   });
 
   it('names an unknown VM, and a duplicate host name comes back with the server message', async () => {
@@ -119,6 +122,8 @@ describe('vmkeep CLI', () => {
       disks: { key: string }[];
     }[];
     expect(points.map((p) => p.id)).toEqual([pointId]);
+    const pointTable = await cli(['point', 'list', '--vm', 'cli-vm']);
+    expect(pointTable.stdout).toMatch(new RegExp(`^${pointId}\\s+cli-vm\\s+\\S+\\s+disk-2000\\s+2\\.0 MiB\\s+\\S+.*\\n$`, 'm'));
 
     const output = path.join(work, 'out.raw');
     const restore = await cli(['restore', 'disk', pointId, '--disk', points[0].disks[0].key, '--output', output]);

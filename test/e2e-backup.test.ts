@@ -13,15 +13,13 @@ import { buildExt4Image, buildRandomZeroImage, sha256File, type DiskImage } from
 import { createDatabase } from './peers/mariadb';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
-// Starting the appliance (and building dist/ when stale) takes a while: allow minutes, not jest's 5 s.
-jest.setTimeout(300_000);
-
 const MiB = 1024 * 1024;
 const VM_NAME = 'e2e-two-disks';
 
 interface PointRow {
   id: string;
   vmId: string;
+  vmName: string | null;
   disks: { key: string; deviceKey: number; capacityBytes: number }[];
 }
 
@@ -90,7 +88,7 @@ describe.each([
     await app.api('POST', `/api/hosts/${host.id}/sync`);
     const vms = itemsOf(await app.api<{ id: string; name: string; moref: string }[]>('GET', '/api/vms'));
     const vm = vms.find((v) => v.name === VM_NAME);
-    expect(vm).toBeDefined();
+    expect(vm).toMatchObject({ diskCount: 2, capacityBytes: images.ext4.size + images.mixed.size });
     vmId = vm!.id;
 
     const cliEnv = { VMKEEP_URL: app.url, VMKEEP_TOKEN: app.token };
@@ -101,7 +99,7 @@ describe.each([
     expect(firstJob.bytesTotal).toBe(images.ext4.size + images.mixed.size);
 
     const points = itemsOf(await app.api<PointRow[]>('GET', '/api/restore-points')).filter((p) => p.vmId === vmId);
-    expect(points.map((p) => p.id)).toEqual([firstJob.restorePointId]);
+    expect(points.map((p) => [p.id, p.vmName])).toEqual([[firstJob.restorePointId, VM_NAME]]);
     const [ext4Disk, mixedDisk] = [...points[0].disks].sort((a, b) => a.deviceKey - b.deviceKey);
     expect(ext4Disk.capacityBytes).toBe(images.ext4.size);
     expect(mixedDisk.capacityBytes).toBe(images.mixed.size);

@@ -10,18 +10,24 @@ import * as path from 'node:path';
 import Redis from 'ioredis';
 import { Repository, RepositoryNotFoundError } from '@vmkeep/repository';
 import { connect } from '@vmkeep/vsphere';
-import { itemsOf, startAppliance, waitForJob, type Appliance, type JobRow } from './peers/appliance';
-import { freePort } from './peers/redis';
+import { itemsOf, startAppliance, waitForJob, type Appliance } from './peers/appliance';
+import { freePort } from './peers/process';
 import { startTcpProxy, viaProxy, type TcpProxy } from './peers/tcp-proxy';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
-
-// Starting the appliance (and building dist/ when stale) takes a while: allow minutes, not jest's 5 s.
-jest.setTimeout(300_000);
 
 const MiB = 1024 * 1024;
 const REDIS_DB = 3;
 /** Throttle of the proxied host: the 24 MiB disk then takes ~8 s, so a backup is reliably "mid-read". */
 const SLOW_BYTES_PER_SECOND = 3 * MiB;
+/**
+ * BullMQ stall detection of the suite's worker, far below BullMQ's defaults (30 s lock, 30 s check) so that the
+ * job of a killed worker is handed out again within a few seconds; still long enough that a busy live worker
+ * keeps renewing its lock (every LOCK_MS / 2).
+ */
+const LOCK_MS = 5000;
+const STALLED_INTERVAL_MS = 1000;
+/** BullMQ's default lockDuration: with it, a killed worker's job could not restart sooner than this. */
+const BULLMQ_DEFAULT_LOCK_MS = 30_000;
 
 interface HostRow {
   id: string;
@@ -99,7 +105,13 @@ async function startBackup(vm: VmRow): Promise<string> {
   return (await app.api<{ id: string }>('POST', `/api/vms/${vm.id}/backup`, { quiesce: false })).id;
 }
 
-const reading = (job: JobRow): boolean => job.state === 'running' && job.bytesDone > 0;
+/** Starts a backup through the throttled proxy and resolves with its job id once it is reading disk data. */
+async function startBackupMidRead(vm: VmRow): Promise<string> {
+  proxy.throttle(SLOW_BYTES_PER_SECOND);
+  const jobId = await startBackup(vm);
+  await waitForJob(app, jobId, (job) => job.state === 'running' && job.bytesDone > 0);
+  return jobId;
+}
 
 /** Deletes a VM on vcsim with plain SOAP (Destroy_Task), as an admin would in the vSphere client. */
 async function destroyVm(moref: string): Promise<void> {
@@ -168,7 +180,15 @@ beforeAll(async () => {
   const redis = new Redis(`${redisUrl.replace(/\/\d*$/, '')}/${REDIS_DB}`);
   await redis.flushdb();
   redis.disconnect();
-  app = await startAppliance({ redisUrl, redisDb: REDIS_DB, env: { VMKEEP_SNAPSHOT_CLEANUP_SECONDS: '2' } });
+  app = await startAppliance({
+    redisUrl,
+    redisDb: REDIS_DB,
+    env: {
+      VMKEEP_SNAPSHOT_CLEANUP_SECONDS: '2',
+      VMKEEP_WORKER_LOCK_MS: String(LOCK_MS),
+      VMKEEP_WORKER_STALLED_INTERVAL_MS: String(STALLED_INTERVAL_MS),
+    },
+  });
 
   const credentials = { username: vcsim.username, password: vcsim.password, thumbprint: vcsim.thumbprint };
   direct = await addHost({ name: 'vcsim-direct', url: vcsim.url, ...credentials });
@@ -249,9 +269,7 @@ describe('backup faults', () => {
   it('cancels a running backup: state cancelled, snapshot removed, nothing stored', async () => {
     const vm = await vmOf(proxied, 'bulk');
     const before = await manifests();
-    proxy.throttle(SLOW_BYTES_PER_SECOND);
-    const jobId = await startBackup(vm);
-    await waitForJob(app, jobId, reading);
+    const jobId = await startBackupMidRead(vm);
     await app.api('POST', `/api/jobs/${jobId}/cancel`);
     const job = await waitForJob(app, jobId);
     expect(job).toMatchObject({ state: 'cancelled', restorePointId: null });
@@ -264,9 +282,7 @@ describe('backup faults', () => {
   it('fails cleanly when the host drops mid-read; the sweep removes the snapshot once it is back', async () => {
     const vm = await vmOf(proxied, 'bulk');
     const before = await manifests();
-    proxy.throttle(SLOW_BYTES_PER_SECOND);
-    const jobId = await startBackup(vm);
-    await waitForJob(app, jobId, reading);
+    const jobId = await startBackupMidRead(vm);
     proxy.cut();
 
     const job = await waitForJob(app, jobId);
@@ -291,15 +307,17 @@ describe('backup faults', () => {
   it('restarts a backup whose worker died mid-read on another worker (BullMQ stalled job)', async () => {
     const vm = await vmOf(proxied, 'bulk');
     const pointsBefore = (await pointsOf(vm.id)).length;
-    proxy.throttle(SLOW_BYTES_PER_SECOND);
-    const jobId = await startBackup(vm);
-    await waitForJob(app, jobId, reading);
+    const jobId = await startBackupMidRead(vm);
+    const killedAt = Date.now();
     await app.restartWorker(); // SIGKILL: no cleanup at all, the BullMQ lock simply expires
     proxy.throttle(undefined);
 
-    // BullMQ notices the stalled job within two stalled-check rounds (30 s each) and hands it out again.
-    const job = await waitForJob(app, jobId, undefined, 150_000);
+    // Once the lock (LOCK_MS) has expired, the new worker's stalled-job check (every STALLED_INTERVAL_MS) hands the
+    // job out again, and it runs from scratch.
+    const job = await waitForJob(app, jobId, undefined, 60_000);
     expect(job).toMatchObject({ state: 'succeeded', error: null });
+    // The configured lock and interval were used: with BullMQ's defaults this could not happen so soon.
+    expect(Date.now() - killedAt).toBeLessThan(BULLMQ_DEFAULT_LOCK_MS);
     expect(await pointsOf(vm.id)).toHaveLength(pointsBefore + 1);
     expect(await snapshotsOf(vm.moref)).toEqual([]);
   });
@@ -308,9 +326,7 @@ describe('backup faults', () => {
     const vm = await vmOf(proxied, 'bulk');
     const pointsBefore = (await pointsOf(vm.id)).length;
     const before = await manifests();
-    proxy.throttle(SLOW_BYTES_PER_SECOND);
-    const jobId = await startBackup(vm);
-    await waitForJob(app, jobId, reading);
+    const jobId = await startBackupMidRead(vm);
     vcsim.kill('SIGKILL');
 
     const job = await waitForJob(app, jobId);

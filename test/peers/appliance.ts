@@ -1,12 +1,12 @@
 // Test peer: the real VMKeep appliance as the user runs it — the compiled API process and worker process(es)
 // (dist/, built by scripts/build.js when the sources are newer than the last build), configured only through the
 // environment, with their own temp data dir and repository, on 127.0.0.1 and a free port.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, makeTempDir, waitUntil, type SpawnedPeer } from './redis';
+import { freePort, makeTempDir, spawnPeer, waitUntil, type SpawnedPeer } from './process';
 
 const run = promisify(execFile);
 
@@ -95,40 +95,6 @@ function isStale(): boolean {
   return newest(path.join(ROOT, 'apps')) > built || newest(path.join(ROOT, 'libs')) > built;
 }
 
-/**
- * Runs a compiled entry point with exactly `env` (a jest test's process.env is a sandbox copy that child_process
- * does not see, so the environment is always passed explicitly). Keeps the last output lines for messages.
- */
-function spawnNode(entry: string, env: NodeJS.ProcessEnv, cwd: string): SpawnedPeer {
-  const child = spawn(process.execPath, [entry], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (chunk: Buffer): void => {
-    output = (output + chunk.toString('utf8')).slice(-8000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  child.on('error', (err) => keep(Buffer.from(String(err))));
-  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      exit = { code, signal };
-      resolve();
-    }),
-  );
-  return {
-    child,
-    tail: () => output.trim(),
-    exited: () => exit,
-    stop: async (graceMs = 5000) => {
-      if (exit) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
 /** Starts the API, waits until it answers, logs in as admin, then starts one worker. */
 export async function startAppliance(options: ApplianceOptions): Promise<Appliance> {
   await ensureBuilt();
@@ -151,8 +117,10 @@ export async function startAppliance(options: ApplianceOptions): Promise<Applian
   };
   const url = `http://127.0.0.1:${port}`;
   // Only our settings on top of PATH/HOME: nothing of the caller's VMKEEP_*, DATABASE_URL or REDIS_URL leaks in.
+  // (A jest test's process.env is a sandbox copy that child_process does not see, so it is always passed.)
   const childEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, ...env };
-  const spawnApp = (entry: string): SpawnedPeer => spawnNode(path.join(DIST, entry), childEnv, dataDir);
+  const spawnApp = (entry: string): SpawnedPeer =>
+    spawnPeer(process.execPath, [path.join(DIST, entry)], { cwd: dataDir, env: childEnv });
 
   const api = spawnApp('apps/api/src/main.js');
   let worker: SpawnedPeer | undefined;

@@ -2,7 +2,8 @@
 // TEST_REDIS_URL / TEST_MYSQL_URL already point at running servers) and publishes their URLs through
 // process.env, which the test workers inherit. global-teardown.ts stops what was started here.
 import { startMariadb } from './mariadb';
-import { Peer, startRedis } from './redis';
+import type { Peer } from './process';
+import { startRedis } from './redis';
 
 /** Handles shared with global-teardown.ts (same process, same globalThis). */
 export const PEERS_KEY = '__vmkeepTestPeers';

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createConnection } from 'mysql2/promise';
-import { freePort, makeTempDir, Peer, requireBinary, spawnPeer, waitUntil } from './redis';
+import { freePort, makeTempDir, requireBinary, startServerPeer, type Peer } from './process';
 
 const run = promisify(execFile);
 
@@ -69,9 +69,11 @@ export async function startMariadb(): Promise<Peer> {
   }
 
   const port = await freePort();
-  const peer = spawnPeer(
-    server,
-    [
+  const url = `mysql://${TEST_USER}:${password}@127.0.0.1:${port}/${TEST_DATABASE}`;
+  return startServerPeer({
+    what: 'mariadbd',
+    bin: server,
+    args: [
       '--no-defaults',
       `--datadir=${dataDir}`,
       ...asRoot,
@@ -83,31 +85,15 @@ export async function startMariadb(): Promise<Peer> {
       ...SERVER_TUNING,
     ],
     dir,
-  );
-  const url = `mysql://${TEST_USER}:${password}@127.0.0.1:${port}/${TEST_DATABASE}`;
-  try {
-    await waitUntil(
-      'mariadbd',
-      async () => {
-        const conn = await createConnection({ uri: url, connectTimeout: 1000 });
-        await conn.end();
-        return true;
-      },
-      peer,
-      30000,
-    );
-  } catch (err) {
-    await peer.stop(2000);
-    fs.rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
-  return {
     url,
-    stop: async () => {
-      await peer.stop(15000);
-      fs.rmSync(dir, { recursive: true, force: true });
+    ready: async () => {
+      const conn = await createConnection({ uri: url, connectTimeout: 1000 });
+      await conn.end();
+      return true;
     },
-  };
+    readyTimeoutMs: 30_000,
+    stopGraceMs: 15_000,
+  });
 }
 
 const DATABASE_NAME = /^[A-Za-z0-9_]{1,64}$/;

@@ -6,13 +6,13 @@
  *   ... sim.url, sim.username, sim.password, sim.thumbprint, sim.vms ...
  *   await sim.stop();
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
+import { makeTempDir, spawnPeer } from './process';
 
 const execFileAsync = promisify(execFile);
 
@@ -139,7 +139,7 @@ async function buildOnce(): Promise<string> {
 /** Starts a vcsim process; resolves once it printed its ready line. */
 export async function startVcsim(options: VcsimOptions = {}): Promise<VcsimInstance> {
   const binary = await buildVcsim();
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmkeep-vcsim-'));
+  const dir = makeTempDir('vmkeep-vcsim-');
   const username = options.username ?? 'administrator@vsphere.local';
   const password = options.password ?? 'vcsim-Secret-1';
   const args = ['-dir', dir, '-port', String(options.port ?? 0), '-username', username, '-password', password];
@@ -149,15 +149,12 @@ export async function startVcsim(options: VcsimOptions = {}): Promise<VcsimInsta
     args.push('-seed', seedFile);
   }
 
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
-    stderr = (stderr + text).slice(-4000);
-  });
+  const peer = spawnPeer(binary, args, { cwd: dir });
+  const { child } = peer;
 
   let ready: ReadyLine;
   try {
-    ready = await readReadyLine(child, () => stderr);
+    ready = await readReadyLine(child, peer.tail);
   } catch (error) {
     child.kill('SIGKILL');
     await fs.rm(dir, { recursive: true, force: true });
@@ -166,16 +163,7 @@ export async function startVcsim(options: VcsimOptions = {}): Promise<VcsimInsta
 
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = once(child, 'exit');
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(timer);
-      }
-      await fs.rm(dir, { recursive: true, force: true });
-    })();
+    stopped ??= peer.stop(5000).then(() => fs.rm(dir, { recursive: true, force: true }));
     return stopped;
   };
 

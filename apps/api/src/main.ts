@@ -1,14 +1,12 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { APP_CONFIG, AppConfig, loadConfig } from '@vmkeep/config';
+import { APP_CONFIG, AppConfig, enabledLogLevels, loadConfig } from '@vmkeep/config';
 import { AppModule } from './app.module';
 import { configureApp } from './app';
 
 async function bootstrap(): Promise<void> {
-  const level = loadConfig().logLevel;
-  const levels = (['error', 'warn', 'log', 'debug', 'verbose'] as const).slice(0, ['error', 'warn', 'log', 'debug', 'verbose'].indexOf(level) + 1);
-  const app = await NestFactory.create(AppModule, { logger: [...levels] });
+  const app = await NestFactory.create(AppModule, { logger: enabledLogLevels(loadConfig().logLevel) });
   configureApp(app);
   app.enableShutdownHooks();
   const config = app.get<AppConfig>(APP_CONFIG);

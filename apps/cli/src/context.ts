@@ -41,14 +41,22 @@ export class CliContext {
     this.client = new ApiClient(config.url, config.token ?? credentials.tokenFor(config.url));
   }
 
-  /** Machine output with --json, else the human rendering. */
+  /** Machine output with --json, else the human rendering; either ends with exactly one newline. */
   print(data: unknown, human: () => string): void {
-    this.io.stdout.write(this.json ? JSON.stringify(data, null, 2) + '\n' : human() + '\n');
+    const text = this.json ? JSON.stringify(data, null, 2) : human();
+    this.io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   }
 
   /** Human-only remark (on stderr, so --json output stays clean). */
   note(text: string): void {
     if (!this.json) this.io.stderr.write(text + '\n');
+  }
+
+  /** The password of --password-stdin or --password; `whose` names it in the error when neither was given. */
+  async password(opts: { password?: string; passwordStdin?: boolean }, whose: string): Promise<string> {
+    const password = opts.passwordStdin ? await this.readStdin() : opts.password;
+    if (!password) throw new CliError(`give the ${whose} with --password-stdin (or --password)`);
+    return password;
   }
 
   /** Whole stdin as text, without the final newline (for --password-stdin). */

@@ -22,7 +22,9 @@ export interface VmView {
   moref: string;
   powerState?: string | null;
   missing?: boolean;
-  disks?: { deviceKey: number; label: string; capacityBytes: number }[];
+  diskCount: number;
+  /** Sum of the disk sizes. */
+  capacityBytes: number;
 }
 
 export interface JobView {
@@ -42,6 +44,8 @@ export interface JobView {
 export interface RestorePointView {
   id: string;
   vmId: string;
+  /** Null once the VM's host was removed. */
+  vmName: string | null;
   jobId?: string | null;
   createdAt: string;
   quiesced?: boolean;
@@ -60,14 +64,12 @@ export async function listHosts(ctx: CliContext): Promise<HostView[]> {
 
 export async function listVms(ctx: CliContext, hostId?: string): Promise<VmView[]> {
   const query = hostId ? `?hostId=${encodeURIComponent(hostId)}` : '';
-  const vms = items(await ctx.client.get<List<VmView>>(`/api/vms${query}`));
-  return hostId ? vms.filter((v) => v.hostId === hostId) : vms;
+  return items(await ctx.client.get<List<VmView>>(`/api/vms${query}`));
 }
 
 export async function listPoints(ctx: CliContext, vmId?: string): Promise<RestorePointView[]> {
   const query = vmId ? `?vmId=${encodeURIComponent(vmId)}` : '';
-  const points = items(await ctx.client.get<List<RestorePointView>>(`/api/restore-points${query}`));
-  return vmId ? points.filter((p) => p.vmId === vmId) : points;
+  return items(await ctx.client.get<List<RestorePointView>>(`/api/restore-points${query}`));
 }
 
 /** A host by id or by name. */

@@ -9,7 +9,8 @@ import { QueueEvents, Worker, type Job } from 'bullmq';
  * The thin BullMQ side of the worker: takes BACKUP_JOBs off the queue and hands each to BackupService.run, which
  * records everything on the job row.
  *
- * A worker that dies mid-job leaves its BullMQ job "stalled": BullMQ hands it to another worker once
+ * A worker that dies mid-job leaves its BullMQ job "stalled": once the job's lock expires (config.worker.lockMs),
+ * the stalled-job check of a live worker (every config.worker.stalledIntervalMs) hands it to a worker again, once
  * (maxStalledCount 1), and BackupService.run restarts a row it finds "running" from scratch (a fresh snapshot,
  * leftovers of the dead run removed). If it stalls again BullMQ fails it without calling us; the QueueEvents
  * listener below then marks the row failed so it never stays "running".
@@ -30,6 +31,8 @@ export class BackupWorker {
       connection,
       concurrency: this.config.worker.concurrency,
       maxStalledCount: 1,
+      lockDuration: this.config.worker.lockMs,
+      stalledInterval: this.config.worker.stalledIntervalMs,
     });
     this.worker.on('error', (err) => this.log.error(`queue error: ${describeFailure(err)}`));
     this.events = new QueueEvents(BACKUP_QUEUE, { connection });

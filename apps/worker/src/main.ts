@@ -1,14 +1,13 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { SnapshotCleanupService } from '@vmkeep/backup';
-import { APP_CONFIG, loadConfig, type AppConfig } from '@vmkeep/config';
+import { APP_CONFIG, enabledLogLevels, loadConfig, type AppConfig } from '@vmkeep/config';
 import { redisConnection } from '@vmkeep/queue';
 import { BackupWorker } from './backup-worker';
-import { logLevels } from './log-levels';
 import { WorkerModule } from './worker.module';
 
 async function main(): Promise<void> {
-  const app = await NestFactory.createApplicationContext(WorkerModule, { logger: logLevels(loadConfig().logLevel) });
+  const app = await NestFactory.createApplicationContext(WorkerModule, { logger: enabledLogLevels(loadConfig().logLevel) });
   const config = app.get<AppConfig>(APP_CONFIG);
   const worker = app.get(BackupWorker);
   const cleanup = app.get(SnapshotCleanupService);

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { ConfigError, loadCliConfig, loadConfig } from './config';
+import { ConfigError, enabledLogLevels, loadCliConfig, loadConfig } from './config';
 
 const CWD = path.join(path.sep, 'srv', 'vmkeep');
 
@@ -28,7 +28,7 @@ describe('loadConfig', () => {
     expect(c.secretKeyFile).toBe(path.join(data, 'secret.key'));
     expect(c.api).toEqual({ host: '127.0.0.1', port: 8080, tokenTtlHours: 12 });
     expect(c.admin).toEqual({ username: 'admin', password: undefined, passwordFile: path.join(data, 'admin-password') });
-    expect(c.worker.concurrency).toBe(2);
+    expect(c.worker).toEqual({ concurrency: 2, snapshotCleanupSeconds: 60, lockMs: 30_000, stalledIntervalMs: 30_000 });
     expect(c.logLevel).toBe('log');
   });
 
@@ -46,6 +46,9 @@ describe('loadConfig', () => {
         VMKEEP_ADMIN_USER: 'root',
         VMKEEP_ADMIN_PASSWORD: ' s3cret ',
         VMKEEP_WORKER_CONCURRENCY: '8',
+        VMKEEP_SNAPSHOT_CLEANUP_SECONDS: '5',
+        VMKEEP_WORKER_LOCK_MS: '4000',
+        VMKEEP_WORKER_STALLED_INTERVAL_MS: '750',
         VMKEEP_LOG_LEVEL: 'debug',
       },
       CWD,
@@ -59,7 +62,7 @@ describe('loadConfig', () => {
     expect(c.api).toEqual({ host: '0.0.0.0', port: 9443, tokenTtlHours: 48 });
     expect(c.admin.username).toBe('root');
     expect(c.admin.password).toBe('s3cret');
-    expect(c.worker.concurrency).toBe(8);
+    expect(c.worker).toEqual({ concurrency: 8, snapshotCleanupSeconds: 5, lockMs: 4000, stalledIntervalMs: 750 });
     expect(c.logLevel).toBe('debug');
   });
 
@@ -99,6 +102,8 @@ describe('loadConfig', () => {
     [{ VMKEEP_API_PORT: 'http' }, 'VMKEEP_API_PORT must be an integer between 0 and 65535 (got "http")'],
     [{ VMKEEP_TOKEN_TTL_HOURS: '0' }, 'VMKEEP_TOKEN_TTL_HOURS must be an integer between 1 and 8760 (got "0")'],
     [{ VMKEEP_WORKER_CONCURRENCY: '1.5' }, 'VMKEEP_WORKER_CONCURRENCY must be an integer between 1 and 64 (got "1.5")'],
+    [{ VMKEEP_WORKER_LOCK_MS: '999' }, 'VMKEEP_WORKER_LOCK_MS must be an integer between 1000 and 3600000 (got "999")'],
+    [{ VMKEEP_WORKER_STALLED_INTERVAL_MS: '0' }, 'VMKEEP_WORKER_STALLED_INTERVAL_MS must be an integer between 500 and 3600000 (got "0")'],
   ])('names the bad variable: %j', (env, problem) => {
     expect(problemsOf(env)).toEqual([problem]);
   });
@@ -123,5 +128,13 @@ describe('loadCliConfig', () => {
       url: 'http://b:2',
       token: 'vmk_flag',
     });
+  });
+});
+
+describe('enabledLogLevels', () => {
+  it('enables the configured level and every more severe one', () => {
+    expect(enabledLogLevels('error')).toEqual(['fatal', 'error']);
+    expect(enabledLogLevels('log')).toEqual(['fatal', 'error', 'warn', 'log']);
+    expect(enabledLogLevels('verbose')).toEqual(['fatal', 'error', 'warn', 'log', 'debug', 'verbose']);
   });
 });

@@ -26,9 +26,19 @@ export interface AppConfig {
   secretKeyFile: string;
   api: { host: string; port: number; tokenTtlHours: number };
   admin: { username: string; password?: string; passwordFile: string };
-  /** snapshotCleanupSeconds: how often the worker retries removing snapshots left by unreachable hosts. */
-  worker: { concurrency: number; snapshotCleanupSeconds: number };
+  worker: WorkerConfig;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+}
+
+export interface WorkerConfig {
+  /** Backup jobs one worker process runs at once. */
+  concurrency: number;
+  /** How often the worker retries removing snapshots left by unreachable hosts. */
+  snapshotCleanupSeconds: number;
+  /** BullMQ lockDuration: a job whose worker stopped renewing its lock for this long counts as stalled. */
+  lockMs: number;
+  /** BullMQ stalledInterval: how often workers look for stalled jobs and hand them out again. */
+  stalledIntervalMs: number;
 }
 
 export interface CliConfig {
@@ -48,6 +58,10 @@ type Env = Record<string, string | undefined>;
 const LOG_LEVELS = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
 const MIN_CHUNK = 256 * 1024;
 const MAX_CHUNK = 8 * 1024 * 1024;
+/** BullMQ's own defaults for lockDuration and stalledInterval. */
+const BULLMQ_LOCK_MS = 30_000;
+const BULLMQ_STALLED_INTERVAL_MS = 30_000;
+const HOUR_MS = 3_600_000;
 
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): AppConfig {
   const problems: string[] = [];
@@ -122,11 +136,21 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): AppConf
     worker: {
       concurrency: int('VMKEEP_WORKER_CONCURRENCY', 2, 1, 64),
       snapshotCleanupSeconds: int('VMKEEP_SNAPSHOT_CLEANUP_SECONDS', 60, 1, 86400),
+      lockMs: int('VMKEEP_WORKER_LOCK_MS', BULLMQ_LOCK_MS, 1000, HOUR_MS),
+      stalledIntervalMs: int('VMKEEP_WORKER_STALLED_INTERVAL_MS', BULLMQ_STALLED_INTERVAL_MS, 500, HOUR_MS),
     },
     logLevel,
   };
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * The log levels a process enables for the configured level: that level and every more severe one, 'fatal'
+ * always included (the names are Nest's LogLevel values).
+ */
+export function enabledLogLevels(level: AppConfig['logLevel']): Array<'fatal' | AppConfig['logLevel']> {
+  return ['fatal', ...LOG_LEVELS.slice(0, LOG_LEVELS.indexOf(level) + 1)];
 }
 
 /** Settings of the `vmkeep` CLI: flags win over VMKEEP_URL / VMKEEP_TOKEN. */

@@ -1,17 +1,28 @@
 /** The chunk store: content-addressed blobs, written once, read many times. */
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fsyncDir, writeFileAtomic } from './atomic';
-import { CHUNK_FANOUT_CHARS, CHUNK_ID_BYTES } from './constants';
+import { CHUNK_FANOUT_CHARS, CHUNK_ID_BYTES, GC_TRASH_MARKER } from './constants';
 import { MissingChunkError, RepositoryError } from './errors';
 
 export interface ChunkStore {
   has(id: Buffer): Promise<boolean>;
   /** The stored blob; MissingChunkError when absent. */
   get(id: Buffer): Promise<Buffer>;
-  /** Stores the blob unless a chunk with this id exists; `existed` tells which happened. */
-  insert(id: Buffer, blob: Buffer): Promise<{ existed: boolean }>;
+  /**
+   * Stores the blob unless a chunk with this id exists; `existed` tells which happened. `overwrite` replaces an
+   * existing blob (a chunk verify found bad).
+   */
+  insert(id: Buffer, blob: Buffer, opts?: { overwrite?: boolean }): Promise<{ existed: boolean }>;
+  /**
+   * Whether the chunk exists, marking it as used now when it does: a writer that deduplicates against a chunk
+   * calls this so a concurrent garbage collection keeps the chunk (FORMAT.md, garbage collection).
+   */
+  refresh(id: Buffer): Promise<boolean>;
 }
+
+const isErrno = (err: unknown, code: string) => (err as NodeJS.ErrnoException | undefined)?.code === code;
 
 function checkId(id: Buffer): string {
   if (id.length !== CHUNK_ID_BYTES) {
@@ -51,8 +62,19 @@ export class FsChunkStore implements ChunkStore {
     }
   }
 
-  async insert(id: Buffer, blob: Buffer): Promise<{ existed: boolean }> {
-    if (await this.has(id)) return { existed: true };
+  async refresh(id: Buffer): Promise<boolean> {
+    const now = new Date();
+    try {
+      await fs.utimes(this.pathOf(id), now, now);
+      return true;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false;
+      throw err;
+    }
+  }
+
+  async insert(id: Buffer, blob: Buffer, opts: { overwrite?: boolean } = {}): Promise<{ existed: boolean }> {
+    if (!opts.overwrite && (await this.has(id))) return { existed: true };
     const file = this.pathOf(id);
     const dir = path.dirname(file);
     if (!this.knownDirs.has(dir)) {
@@ -63,5 +85,49 @@ export class FsChunkStore implements ChunkStore {
     // Two writers racing on the same id both rename identical content into place: harmless.
     await writeFileAtomic(file, blob);
     return { existed: false };
+  }
+
+  /**
+   * Deletes the chunk if it was last written or refreshed before `cutoffMs` (file-system clock). Safe against a
+   * concurrent refresh(): the blob is first renamed to a trash name, its time checked again, and put back if a
+   * writer touched it in between (a writer refreshing after the rename sees it missing and stores it again).
+   * Returns the bytes freed, or undefined when the chunk was kept or is absent.
+   */
+  async deleteIfUnusedSince(id: Buffer, cutoffMs: number): Promise<number | undefined> {
+    const file = this.pathOf(id);
+    const before = await statOrUndefined(file);
+    if (!before || before.mtimeMs >= cutoffMs) return undefined;
+    const trash = path.join(path.dirname(file), `.${path.basename(file)}${GC_TRASH_MARKER}${randomBytes(6).toString('hex')}`);
+    try {
+      await fs.rename(file, trash);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+    return this.settleTrash(trash, file, cutoffMs);
+  }
+
+  /** Finishes a trash file: deleted when still unused since `cutoffMs`, else put back (never over a newer blob). */
+  async settleTrash(trash: string, file: string, cutoffMs: number): Promise<number | undefined> {
+    const after = await statOrUndefined(trash);
+    if (!after) return undefined;
+    if (after.mtimeMs >= cutoffMs) {
+      await fs.link(trash, file).catch((err: unknown) => {
+        if (!isErrno(err, 'EEXIST')) throw err;
+      });
+      await fs.rm(trash, { force: true });
+      return undefined;
+    }
+    await fs.rm(trash, { force: true });
+    return after.size;
+  }
+}
+
+async function statOrUndefined(file: string) {
+  try {
+    return await fs.stat(file);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
   }
 }

@@ -3,7 +3,7 @@
  * transfer, not by copy: the chunk comes in, goes back with its id, and the payload goes back on compression.
  */
 import { parentPort } from 'node:worker_threads';
-import { compressChunk, computeChunkId } from './codec';
+import { compressChunk, computeChunkId, encodeChunk } from './codec';
 import type { WorkerReply, WorkerTask } from './chunk-workers';
 
 function exclusive(view: Uint8Array, owned: Uint8Array): Uint8Array {
@@ -18,6 +18,10 @@ function run(task: WorkerTask): [WorkerReply, ArrayBuffer[]] {
     if (task.op === 'hash') {
       const id = new Uint8Array(computeChunkId(task.scheme, task.data));
       return [{ seq: task.seq, ok: true, id, data: task.data }, [task.data.buffer as ArrayBuffer]];
+    }
+    if (task.op === 'encode') {
+      const blob = encodeChunk(task.data, task.level, task.sealing);
+      return [{ seq: task.seq, ok: true, blob }, [blob.buffer as ArrayBuffer]];
     }
     const { compression, payload } = compressChunk(task.data, task.level);
     const out = exclusive(payload, task.data);

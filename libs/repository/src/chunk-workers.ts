@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { ChunkIdScheme, EncodedPayload, compressChunk, computeChunkId } from './codec';
+import { BlobSealing, ChunkIdScheme, EncodedPayload, compressChunk, computeChunkId, encodeChunk } from './codec';
 
 export interface ChunkCodec {
   /**
@@ -16,6 +16,11 @@ export interface ChunkCodec {
   hash(scheme: ChunkIdScheme, data: Buffer): Promise<{ id: Buffer; data: Buffer }>;
   /** Compresses a chunk. `data` must not be used by the caller afterwards (it may be transferred). */
   compress(data: Buffer, level: number): Promise<EncodedPayload>;
+  /**
+   * The complete blob of a chunk: compressed when it pays, encrypted with `sealing`. `data` must not be used by
+   * the caller afterwards (it may be transferred).
+   */
+  encode(data: Buffer, level: number, sealing?: BlobSealing): Promise<Buffer>;
 }
 
 export const inlineChunkCodec: ChunkCodec = {
@@ -25,17 +30,22 @@ export const inlineChunkCodec: ChunkCodec = {
   async compress(data, level) {
     return compressChunk(data, level);
   },
+  async encode(data, level, sealing) {
+    return encodeChunk(data, level, sealing);
+  },
 };
 
 /** Message to a chunk worker. */
 export type WorkerTask =
   | { seq: number; op: 'hash'; scheme: ChunkIdScheme; data: Uint8Array }
-  | { seq: number; op: 'compress'; level: number; data: Uint8Array };
+  | { seq: number; op: 'compress'; level: number; data: Uint8Array }
+  | { seq: number; op: 'encode'; level: number; data: Uint8Array; sealing?: BlobSealing };
 
 /** Message from a chunk worker. */
 export type WorkerReply =
   | { seq: number; ok: true; id: Uint8Array; data: Uint8Array }
   | { seq: number; ok: true; compression: number; payload: Uint8Array }
+  | { seq: number; ok: true; blob: Uint8Array }
   | { seq: number; ok: false; message: string };
 
 interface Pending {
@@ -81,6 +91,14 @@ export class ChunkWorkerPool implements ChunkCodec {
     const reply = await this.run({ seq: 0, op: 'compress', level, data: this.owned(data) });
     if (!reply.ok || !('payload' in reply)) throw new Error('chunk worker returned no payload');
     return { compression: reply.compression, payload: asBuffer(reply.payload) };
+  }
+
+  async encode(data: Buffer, level: number, sealing?: BlobSealing): Promise<Buffer> {
+    // Exact-size copies: posting a view of a pooled buffer would clone the whole pool slab.
+    const exact = sealing && { key: new Uint8Array(sealing.key), id: new Uint8Array(sealing.id) };
+    const reply = await this.run({ seq: 0, op: 'encode', level, data: this.owned(data), sealing: exact });
+    if (!reply.ok || !('blob' in reply)) throw new Error('chunk worker returned no blob');
+    return asBuffer(reply.blob);
   }
 
   /** Terminates the workers; pending tasks fail. */

@@ -6,6 +6,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import * as zstd from 'zstd-napi/binding';
 import {
+  BLOB_AAD_BYTES,
   BLOB_HEADER_SIZE,
   BLOB_MAGIC,
   BLOB_OFF_COMPRESSION,
@@ -22,9 +23,12 @@ import {
   COMPRESSION_MIN_GAIN_DIVISOR,
   COMPRESSION_NONE,
   COMPRESSION_ZSTD,
+  ENCRYPTION_AES_256_GCM,
   ENCRYPTION_NONE,
   MAX_CHUNK_SIZE,
+  SEAL_OVERHEAD,
 } from './constants';
+import { seal, unseal } from './crypto';
 import { CorruptChunkError } from './errors';
 
 /**
@@ -37,6 +41,11 @@ export function computeChunkId(scheme: ChunkIdScheme, data: Uint8Array): Buffer 
   return scheme.algorithm === 'sha256'
     ? createHash('sha256').update(data).digest()
     : createHmac('sha256', scheme.key).update(data).digest();
+}
+
+/** Compresses (when it pays) and, with `sealing`, encrypts a chunk: the whole blob to store. */
+export function encodeChunk(data: Uint8Array, level: number, sealing?: BlobSealing): Buffer {
+  return encodeBlob(data.length, compressChunk(data, level), sealing);
 }
 
 /** A chunk's payload as it goes into a blob. */
@@ -63,28 +72,44 @@ export function compressChunk(data: Uint8Array, level: number): EncodedPayload {
   return { compression: COMPRESSION_ZSTD, payload: Buffer.from(out.subarray(0, written)) };
 }
 
-/** Builds a blob: header + payload (layout in FORMAT.md). */
-export function encodeBlob(plainLength: number, encoded: EncodedPayload): Buffer {
-  const { payload } = encoded;
-  const blob = Buffer.allocUnsafe(BLOB_HEADER_SIZE + payload.length);
-  BLOB_MAGIC.copy(blob, BLOB_OFF_MAGIC);
-  blob.writeUInt8(BLOB_VERSION, BLOB_OFF_VERSION);
-  blob.writeUInt8(encoded.compression, BLOB_OFF_COMPRESSION);
-  blob.writeUInt8(ENCRYPTION_NONE, BLOB_OFF_ENCRYPTION);
-  blob.writeUInt8(0, BLOB_OFF_FLAGS);
-  blob.writeUInt32LE(plainLength, BLOB_OFF_PLAIN_LENGTH);
-  blob.writeUInt32LE(payload.length, BLOB_OFF_PAYLOAD_LENGTH);
-  blob.writeUInt32LE(crc32(payload), BLOB_OFF_CRC32);
-  blob.writeUInt32LE(0, BLOB_OFF_RESERVED);
+/** Encrypts a blob's payload: the AES-256-GCM key and the chunk id (authenticated with the header). */
+export interface BlobSealing {
+  key: Uint8Array;
+  id: Uint8Array;
+}
+
+const blobAad = (header: Buffer, id: Uint8Array) => Buffer.concat([header.subarray(0, BLOB_AAD_BYTES), id]);
+
+/**
+ * Builds a blob: header + payload (layout in FORMAT.md). With `sealing` the payload is nonce ‖ AES-256-GCM
+ * ciphertext ‖ tag, authenticated together with the header fields and the chunk id.
+ */
+export function encodeBlob(plainLength: number, encoded: EncodedPayload, sealing?: BlobSealing): Buffer {
+  const header = Buffer.alloc(BLOB_HEADER_SIZE);
+  BLOB_MAGIC.copy(header, BLOB_OFF_MAGIC);
+  header.writeUInt8(BLOB_VERSION, BLOB_OFF_VERSION);
+  header.writeUInt8(encoded.compression, BLOB_OFF_COMPRESSION);
+  header.writeUInt8(sealing ? ENCRYPTION_AES_256_GCM : ENCRYPTION_NONE, BLOB_OFF_ENCRYPTION);
+  header.writeUInt8(0, BLOB_OFF_FLAGS);
+  header.writeUInt32LE(plainLength, BLOB_OFF_PLAIN_LENGTH);
+  const payloadLength = encoded.payload.length + (sealing ? SEAL_OVERHEAD : 0);
+  header.writeUInt32LE(payloadLength, BLOB_OFF_PAYLOAD_LENGTH);
+  header.writeUInt32LE(0, BLOB_OFF_RESERVED);
+  const payload = sealing ? seal(sealing.key, encoded.payload, blobAad(header, sealing.id)) : encoded.payload;
+  header.writeUInt32LE(crc32(payload), BLOB_OFF_CRC32);
+  // Not from the shared pool: worker threads transfer the blob's ArrayBuffer.
+  const blob = Buffer.allocUnsafeSlow(BLOB_HEADER_SIZE + payload.length);
+  header.copy(blob, 0);
   payload.copy(blob, BLOB_HEADER_SIZE);
   return blob;
 }
 
 /**
- * Checks a blob (magic, version, CRC32, lengths, id) and returns the chunk's plaintext. Any mismatch throws
- * CorruptChunkError naming the chunk.
+ * Checks a blob (magic, version, CRC32, lengths, authentication, id) and returns the chunk's plaintext. Any
+ * mismatch throws CorruptChunkError naming the chunk. `key` is the AES key of an encrypted repository: there
+ * every blob must be encrypted, elsewhere none may be.
  */
-export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme): Buffer {
+export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?: Uint8Array): Buffer {
   const idHex = id.toString('hex');
   const corrupt = (reason: string) => new CorruptChunkError(idHex, reason);
   if (blob.length < BLOB_HEADER_SIZE) throw corrupt(`blob of ${blob.length} bytes is shorter than its header`);
@@ -94,7 +119,9 @@ export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme): Buf
   const version = blob.readUInt8(BLOB_OFF_VERSION);
   if (version !== BLOB_VERSION) throw corrupt(`unknown blob version ${version}`);
   const encryption = blob.readUInt8(BLOB_OFF_ENCRYPTION);
-  if (encryption !== ENCRYPTION_NONE) throw corrupt(`unsupported encryption ${encryption}`);
+  if (encryption !== (key ? ENCRYPTION_AES_256_GCM : ENCRYPTION_NONE)) {
+    throw corrupt(key ? 'not encrypted, in an encrypted repository' : `unsupported encryption ${encryption}`);
+  }
   const compression = blob.readUInt8(BLOB_OFF_COMPRESSION);
   const plainLength = blob.readUInt32LE(BLOB_OFF_PLAIN_LENGTH);
   const payloadLength = blob.readUInt32LE(BLOB_OFF_PAYLOAD_LENGTH);
@@ -102,12 +129,18 @@ export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme): Buf
   if (payloadLength !== blob.length - BLOB_HEADER_SIZE) {
     throw corrupt(`payload length ${payloadLength} does not match the ${blob.length - BLOB_HEADER_SIZE} bytes stored`);
   }
-  const payload = blob.subarray(BLOB_HEADER_SIZE);
-  if (crc32(payload) !== blob.readUInt32LE(BLOB_OFF_CRC32)) throw corrupt('CRC32 mismatch');
+  const stored = blob.subarray(BLOB_HEADER_SIZE);
+  if (crc32(stored) !== blob.readUInt32LE(BLOB_OFF_CRC32)) throw corrupt('CRC32 mismatch');
+  let payload = stored;
+  if (key) {
+    const opened = unseal(key, stored, blobAad(blob, id));
+    if (!opened) throw corrupt('authentication failed (AES-256-GCM)');
+    payload = opened;
+  }
   let plain: Buffer;
   if (compression === COMPRESSION_NONE) {
-    if (payloadLength !== plainLength) throw corrupt('stored length differs from plaintext length');
-    plain = Buffer.from(payload);
+    if (payload.length !== plainLength) throw corrupt('stored length differs from plaintext length');
+    plain = key ? payload : Buffer.from(payload);
   } else if (compression === COMPRESSION_ZSTD) {
     plain = Buffer.allocUnsafe(plainLength);
     let written: number;

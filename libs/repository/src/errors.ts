@@ -140,3 +140,66 @@ export class WriteAbortedError extends RepositoryError {
     this.name = 'AbortError';
   }
 }
+
+/** An encrypted repository was opened without a passphrase. */
+export class PassphraseRequiredError extends RepositoryError {
+  constructor() {
+    super('this repository is encrypted: a passphrase is required to open it', 'PASSPHRASE_REQUIRED');
+  }
+}
+
+/** The passphrase does not unlock the repository's key file (or the key file was tampered with). */
+export class WrongPassphraseError extends RepositoryError {
+  constructor() {
+    super('wrong passphrase: it does not unlock the repository key', 'WRONG_PASSPHRASE');
+  }
+}
+
+/** A value sealed with the repository key failed authentication or its envelope is malformed. */
+export class DecryptionError extends RepositoryError {
+  constructor(what: string) {
+    super(`${what}: authentication failed (damaged, or not written with this repository's key)`, 'DECRYPTION_FAILED');
+  }
+}
+
+/** The point is archived and locked (retain-until not reached, or a legal hold): it cannot be removed or altered. */
+export class ArchiveLockedError extends RepositoryError {
+  constructor(
+    readonly pointId: string,
+    readonly retainUntil: string,
+    readonly legalHold: boolean,
+  ) {
+    super(
+      `restore point ${pointId} is archived and locked (${legalHold ? 'legal hold' : `retained until ${retainUntil}`}): ` +
+        'it cannot be removed or altered',
+      'ARCHIVE_LOCKED',
+    );
+  }
+}
+
+/** An archive change that would weaken the lock (shorter retain-until), or an invalid date. */
+export class ArchiveChangeError extends RepositoryError {
+  constructor(message: string) {
+    super(message, 'ARCHIVE_CHANGE_REFUSED');
+  }
+}
+
+/** A retention policy that is empty, negative or names an unknown time zone. */
+export class InvalidRetentionPolicyError extends RepositoryError {
+  constructor(message: string) {
+    super(message, 'INVALID_RETENTION_POLICY');
+  }
+}
+
+/**
+ * A writer's in-progress marker disappeared (garbage collection judged it stale): chunks the writer deduplicated
+ * against may have been swept, so its point is refused instead of committed.
+ */
+export class StaleWriterError extends RepositoryError {
+  constructor(readonly pointId: string) {
+    super(
+      `point ${pointId}: the writer's in-progress marker was removed as stale; the point is not committed (back up again)`,
+      'WRITER_STALE',
+    );
+  }
+}

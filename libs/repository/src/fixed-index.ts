@@ -2,12 +2,19 @@
  * Fixed index: one file per disk per restore point listing the id of every chunk of the disk in order. Written
  * sequentially by FixedIndexWriter (constant memory), read whole by readFixedIndex.
  */
+import { createCipheriv, createDecipheriv, randomBytes, type CipherGCM } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { fsyncDir, tempPathFor } from './atomic';
 import {
+  AAD_INDEX,
   CHUNK_ID_BYTES,
+  CIPHER,
+  GCM_NONCE_BYTES,
+  GCM_TAG_BYTES,
+  INDEX_AAD_BYTES,
+  INDEX_FLAG_ENCRYPTED,
   INDEX_HEADER_SIZE,
   INDEX_MAGIC,
   INDEX_OFF_CHUNK_SIZE,
@@ -16,6 +23,8 @@ import {
   INDEX_OFF_FLAGS,
   INDEX_OFF_IDS_CRC32,
   INDEX_OFF_MAGIC,
+  INDEX_OFF_NONCE,
+  INDEX_OFF_TAG,
   INDEX_OFF_VERSION,
   INDEX_VERSION,
   MAX_CHUNK_SIZE,
@@ -29,16 +38,26 @@ export function chunkCount(diskSize: number, chunkSize: number): number {
   return Math.ceil(diskSize / chunkSize);
 }
 
-function encodeHeader(diskSize: number, chunkSize: number, count: number, idsCrc: number): Buffer {
+/** The header without CRC, nonce and tag (those are filled in by finish()). */
+function encodeHeader(diskSize: number, chunkSize: number, count: number, flags: number): Buffer {
   const h = Buffer.alloc(INDEX_HEADER_SIZE);
   INDEX_MAGIC.copy(h, INDEX_OFF_MAGIC);
   h.writeUInt32LE(INDEX_VERSION, INDEX_OFF_VERSION);
   h.writeBigUInt64LE(BigInt(diskSize), INDEX_OFF_DISK_SIZE);
   h.writeUInt32LE(chunkSize, INDEX_OFF_CHUNK_SIZE);
-  h.writeUInt32LE(0, INDEX_OFF_FLAGS);
+  h.writeUInt32LE(flags, INDEX_OFF_FLAGS);
   h.writeBigUInt64LE(BigInt(count), INDEX_OFF_COUNT);
-  h.writeUInt32LE(idsCrc, INDEX_OFF_IDS_CRC32);
   return h;
+}
+
+/** AAD of an encrypted index: the header fields before the CRC, and the index's name (point/disk). */
+const indexAad = (header: Buffer, name: string) =>
+  Buffer.concat([header.subarray(0, INDEX_AAD_BYTES), Buffer.from(AAD_INDEX + name, 'utf8')]);
+
+/** Encrypts an index's id table with the repository key; `name` (`<pointId>/<diskKey>`) binds it to its place. */
+export interface IndexSealing {
+  key: Uint8Array;
+  name: string;
 }
 
 /** Ids buffered before each write to the temp file. */
@@ -52,6 +71,8 @@ export class FixedIndexWriter {
   private crc = 0;
   private position = INDEX_HEADER_SIZE;
   private done = false;
+  private readonly header: Buffer;
+  private readonly cipher?: CipherGCM;
 
   private constructor(
     readonly file: string,
@@ -60,12 +81,21 @@ export class FixedIndexWriter {
     readonly diskSize: number,
     readonly chunkSize: number,
     readonly count: number,
-  ) {}
+    sealing?: IndexSealing,
+  ) {
+    this.header = encodeHeader(diskSize, chunkSize, count, sealing ? INDEX_FLAG_ENCRYPTED : 0);
+    if (sealing) {
+      const nonce = randomBytes(GCM_NONCE_BYTES);
+      nonce.copy(this.header, INDEX_OFF_NONCE);
+      this.cipher = createCipheriv(CIPHER, sealing.key, nonce, { authTagLength: GCM_TAG_BYTES });
+      this.cipher.setAAD(indexAad(this.header, sealing.name));
+    }
+  }
 
-  static async create(file: string, diskSize: number, chunkSize: number): Promise<FixedIndexWriter> {
+  static async create(file: string, diskSize: number, chunkSize: number, sealing?: IndexSealing): Promise<FixedIndexWriter> {
     const temp = tempPathFor(file);
     const handle = await fs.open(temp, 'wx');
-    return new FixedIndexWriter(file, temp, handle, diskSize, chunkSize, chunkCount(diskSize, chunkSize));
+    return new FixedIndexWriter(file, temp, handle, diskSize, chunkSize, chunkCount(diskSize, chunkSize), sealing);
   }
 
   /** Appends the id of the next chunk (ZERO_CHUNK_ID for an all-zero chunk). */
@@ -87,8 +117,13 @@ export class FixedIndexWriter {
     }
     await this.flush();
     this.done = true;
+    if (this.cipher) {
+      this.cipher.final();
+      this.cipher.getAuthTag().copy(this.header, INDEX_OFF_TAG);
+    }
+    this.header.writeUInt32LE(this.crc, INDEX_OFF_IDS_CRC32);
     try {
-      await this.handle.write(encodeHeader(this.diskSize, this.chunkSize, this.count, this.crc), 0, INDEX_HEADER_SIZE, 0);
+      await this.handle.write(this.header, 0, INDEX_HEADER_SIZE, 0);
       await this.handle.sync();
       await this.handle.close();
       await fs.rename(this.temp, this.file);
@@ -109,7 +144,8 @@ export class FixedIndexWriter {
 
   private async flush(): Promise<void> {
     if (!this.batched) return;
-    const bytes = this.batch.subarray(0, this.batched * CHUNK_ID_BYTES);
+    const plain = this.batch.subarray(0, this.batched * CHUNK_ID_BYTES);
+    const bytes = this.cipher ? this.cipher.update(plain) : plain;
     this.crc = crc32(bytes, this.crc);
     await this.handle.write(bytes, 0, bytes.length, this.position);
     this.position += bytes.length;
@@ -142,8 +178,11 @@ export class FixedIndex {
   }
 }
 
-/** Parses and checks an index file's content; `name` identifies it in errors. */
-export function parseFixedIndex(buf: Buffer, name: string): FixedIndex {
+/**
+ * Parses and checks an index file's content; `name` identifies it in errors (and, encrypted, is authenticated).
+ * `key`: the AES key of an encrypted repository, where every index must be encrypted (and none elsewhere).
+ */
+export function parseFixedIndex(buf: Buffer, name: string, key?: Uint8Array): FixedIndex {
   const bad = (reason: string) => new IndexFormatError(name, reason);
   if (buf.length < INDEX_HEADER_SIZE) throw bad(`file of ${buf.length} bytes is shorter than the header (truncated)`);
   if (!buf.subarray(INDEX_OFF_MAGIC, INDEX_OFF_MAGIC + INDEX_MAGIC.length).equals(INDEX_MAGIC)) throw bad('bad magic');
@@ -160,13 +199,31 @@ export function parseFixedIndex(buf: Buffer, name: string): FixedIndex {
   if (buf.length !== INDEX_HEADER_SIZE + idsLength) {
     throw bad(`expected ${INDEX_HEADER_SIZE + idsLength} bytes, file has ${buf.length} (truncated or padded)`);
   }
-  const ids = buf.subarray(INDEX_HEADER_SIZE);
-  if (crc32(ids) !== buf.readUInt32LE(INDEX_OFF_IDS_CRC32)) throw bad('CRC32 of the chunk ids does not match');
-  return new FixedIndex(Number(diskSize), chunkSize, expected, ids);
+  const flags = buf.readUInt32LE(INDEX_OFF_FLAGS);
+  if (flags !== (key ? INDEX_FLAG_ENCRYPTED : 0)) {
+    throw bad(key ? 'not encrypted, in an encrypted repository' : `unsupported flags ${flags} (encrypted index without a key?)`);
+  }
+  const stored = buf.subarray(INDEX_HEADER_SIZE);
+  if (crc32(stored) !== buf.readUInt32LE(INDEX_OFF_IDS_CRC32)) throw bad('CRC32 of the chunk ids does not match');
+  return new FixedIndex(Number(diskSize), chunkSize, expected, key ? decryptIds(buf, stored, name, key, bad) : stored);
+}
+
+function decryptIds(buf: Buffer, stored: Buffer, name: string, key: Uint8Array, bad: (r: string) => Error): Buffer {
+  const nonce = buf.subarray(INDEX_OFF_NONCE, INDEX_OFF_NONCE + GCM_NONCE_BYTES);
+  const decipher = createDecipheriv(CIPHER, key, nonce, { authTagLength: GCM_TAG_BYTES });
+  decipher.setAAD(indexAad(buf, name));
+  decipher.setAuthTag(buf.subarray(INDEX_OFF_TAG, INDEX_OFF_TAG + GCM_TAG_BYTES));
+  const ids = decipher.update(stored);
+  try {
+    decipher.final();
+  } catch {
+    throw bad('authentication failed (damaged, moved, or not written with this repository key)');
+  }
+  return ids;
 }
 
 /** Reads and checks an index file; a missing file is an IndexFormatError too (the point is damaged). */
-export async function readFixedIndex(file: string, name: string): Promise<FixedIndex> {
+export async function readFixedIndex(file: string, name: string, key?: Uint8Array): Promise<FixedIndex> {
   let buf: Buffer;
   try {
     buf = await fs.readFile(file);
@@ -174,5 +231,5 @@ export async function readFixedIndex(file: string, name: string): Promise<FixedI
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new IndexFormatError(name, 'index file is missing');
     throw err;
   }
-  return parseFixedIndex(buf, name);
+  return parseFixedIndex(buf, name, key);
 }

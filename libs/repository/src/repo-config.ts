@@ -1,6 +1,7 @@
 /** The repository config file (`config.json` at the root): format version and the repository's parameters. */
 import { randomUUID } from 'node:crypto';
 import {
+  CIPHER,
   CHUNK_ID_HMAC_SHA256,
   CHUNK_ID_SHA256,
   CONFIG_MAGIC,
@@ -12,7 +13,13 @@ import {
   MIN_CHUNK_SIZE,
   MIN_COMPRESSION_LEVEL,
 } from './constants';
+import type { KdfStrength } from './crypto';
 import { InvalidOptionError, RepositoryFormatError, UnsupportedFormatError } from './errors';
+
+/** Encryption settings of an encrypted repository; the wrapped keys live in the key file (FORMAT.md). */
+export interface EncryptionConfig {
+  cipher: typeof CIPHER;
+}
 
 export interface RepositoryConfig {
   magic: typeof CONFIG_MAGIC;
@@ -21,11 +28,11 @@ export interface RepositoryConfig {
   id: string;
   createdAt: string;
   chunkSize: number;
-  /** Chunk id algorithm: 'sha256' (unencrypted) or, later, 'hmac-sha256' (encrypted). */
+  /** Chunk id algorithm: 'sha256' (unencrypted) or 'hmac-sha256' (encrypted). */
   chunkId: string;
   compression: { algorithm: 'zstd'; level: number };
-  /** null = unencrypted. Encrypted repositories (key wrapping parameters) come with the encryption work. */
-  encryption: null;
+  /** null = unencrypted. */
+  encryption: EncryptionConfig | null;
 }
 
 export interface InitOptions {
@@ -33,6 +40,13 @@ export interface InitOptions {
   chunkSize?: number;
   /** zstd level 1-19; default 3. */
   compressionLevel?: number;
+  /**
+   * Encrypt the repository (chunks, indexes, manifests) with keys wrapped by `RuntimeOptions.passphrase`.
+   * Chosen once, at init.
+   */
+  encrypt?: boolean;
+  /** Cost of the passphrase KDF; default 'standard'. 'insecure-fast-for-tests' exists for test suites only. */
+  kdf?: KdfStrength;
 }
 
 const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
@@ -60,9 +74,9 @@ export function newConfig(opts: InitOptions = {}): RepositoryConfig {
     id: randomUUID(),
     createdAt: new Date().toISOString(),
     chunkSize,
-    chunkId: CHUNK_ID_SHA256,
+    chunkId: opts.encrypt ? CHUNK_ID_HMAC_SHA256 : CHUNK_ID_SHA256,
     compression: { algorithm: 'zstd', level },
-    encryption: null,
+    encryption: opts.encrypt ? { cipher: CIPHER } : null,
   };
 }
 
@@ -86,10 +100,17 @@ export function parseConfig(text: string, where: string): RepositoryConfig {
   }
   if (typeof c.id !== 'string' || typeof c.createdAt !== 'string') throw bad('missing id or createdAt');
   if (!checkChunkSize(c.chunkSize)) throw bad(`invalid chunk size ${String(c.chunkSize)}`);
-  if (c.chunkId === CHUNK_ID_HMAC_SHA256 || (c.encryption !== null && c.encryption !== undefined)) {
-    throw new UnsupportedFormatError(`${where}: encrypted repositories are not supported by this version of VMKeep`);
+  let encryption: EncryptionConfig | null = null;
+  if (c.encryption !== null && c.encryption !== undefined) {
+    const e = c.encryption as Record<string, unknown>;
+    if (typeof e !== 'object' || e.cipher !== CIPHER) {
+      throw new UnsupportedFormatError(`${where}: unsupported encryption ${JSON.stringify(c.encryption)}`);
+    }
+    encryption = { cipher: CIPHER };
   }
-  if (c.chunkId !== CHUNK_ID_SHA256) throw bad(`unknown chunk id algorithm ${String(c.chunkId)}`);
+  // Encrypted repositories must use keyed ids (plain SHA-256 names would reveal content); others plain ones.
+  const expectedId = encryption ? CHUNK_ID_HMAC_SHA256 : CHUNK_ID_SHA256;
+  if (c.chunkId !== expectedId) throw bad(`chunk id algorithm ${String(c.chunkId)} does not fit the encryption setting`);
   const comp = c.compression as Record<string, unknown> | null | undefined;
   if (typeof comp !== 'object' || comp === null || comp.algorithm !== 'zstd' || !checkLevel(comp.level)) {
     throw bad('invalid compression settings');
@@ -100,8 +121,8 @@ export function parseConfig(text: string, where: string): RepositoryConfig {
     id: c.id,
     createdAt: c.createdAt,
     chunkSize: c.chunkSize,
-    chunkId: c.chunkId,
+    chunkId: expectedId,
     compression: { algorithm: 'zstd', level: comp.level },
-    encryption: null,
+    encryption,
   };
 }

@@ -82,14 +82,15 @@ describe('Repository', () => {
       await expect(Repository.open(path.join(tmp.dir, 'nothing'))).rejects.toBeInstanceOf(RepositoryNotFoundError);
     });
 
-    it('refuses a newer format and an encrypted repository with clear errors', async () => {
+    it('refuses a newer format and an unknown encryption with clear errors', async () => {
       const file = path.join(repo.dir, CONFIG_FILE);
       const config = JSON.parse(await fs.readFile(file, 'utf8'));
       await fs.writeFile(file, JSON.stringify({ ...config, format: FORMAT_VERSION + 1 }));
       await expect(Repository.open(repo.dir)).rejects.toThrow(/newer than the supported 1/);
       await expect(Repository.open(repo.dir)).rejects.toBeInstanceOf(UnsupportedFormatError);
       await fs.writeFile(file, JSON.stringify({ ...config, encryption: { kdf: 'argon2id' } }));
-      await expect(Repository.open(repo.dir)).rejects.toThrow(/encrypted repositories are not supported/);
+      await expect(Repository.open(repo.dir)).rejects.toThrow(/unsupported encryption/);
+      await expect(Repository.open(repo.dir)).rejects.toBeInstanceOf(UnsupportedFormatError);
       await fs.writeFile(file, '{ not json');
       await expect(Repository.open(repo.dir)).rejects.toBeInstanceOf(RepositoryFormatError);
     });

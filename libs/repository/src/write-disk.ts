@@ -4,7 +4,7 @@
  * order. A bounded window of chunks is in flight so reads overlap with hashing/compression on worker threads.
  */
 import type { Disk, Extent } from '@vmkeep/disk';
-import { ChunkIdScheme, encodeBlob } from './codec';
+import type { ChunkIdScheme } from './codec';
 import type { ChunkCodec } from './chunk-workers';
 import type { ChunkStore } from './chunk-store';
 import { ZERO_CHUNK_ID } from './constants';
@@ -20,6 +20,12 @@ export interface PipelineDeps {
   compressionLevel: number;
   /** Chunks in flight at once (reads + hashing + compression). */
   concurrency: number;
+  /** AES key of an encrypted repository: blobs are sealed with it. */
+  encryptionKey?: Uint8Array;
+  /** Hex ids of chunks verify found bad: stored again (overwriting) instead of deduplicated against. */
+  knownBad?: ReadonlySet<string>;
+  /** Called after a known-bad chunk was stored again. */
+  onRepaired?: (idHex: string) => Promise<void>;
 }
 
 export interface PipelineOptions {
@@ -97,10 +103,13 @@ export async function writeDiskChunks(
       return { id, kind: 'dedup' };
     }
     const work = (async (): Promise<ChunkOutcome> => {
-      if (await deps.store.has(id)) return { id, kind: 'dedup' };
-      const length = data.length;
-      const blob = encodeBlob(length, await deps.codec.compress(data, deps.compressionLevel));
-      const { existed } = await deps.store.insert(id, blob);
+      const knownBad = deps.knownBad?.has(hex) ?? false;
+      // refresh() marks a deduplicated chunk as used now, so a concurrent garbage collection keeps it.
+      if (!knownBad && (await deps.store.refresh(id))) return { id, kind: 'dedup' };
+      const sealing = deps.encryptionKey ? { key: deps.encryptionKey, id } : undefined;
+      const blob = await deps.codec.encode(data, deps.compressionLevel, sealing);
+      const { existed } = await deps.store.insert(id, blob, { overwrite: knownBad });
+      if (knownBad) await deps.onRepaired?.(hex);
       return existed ? { id, kind: 'dedup' } : { id, kind: 'new', storedBytes: blob.length };
     })();
     inFlight.set(hex, work);

@@ -59,7 +59,7 @@ export class RestorePointsController {
       } else {
         res.statusCode = 200;
       }
-      res.setHeader('Content-Length', String(size === 0 ? 0 : span.end - span.start + 1));
+      res.setHeader('Content-Length', String(span.end - span.start + 1));
       if (size === 0 || res.req?.method === 'HEAD') {
         res.end();
         return;

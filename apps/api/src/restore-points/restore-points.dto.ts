@@ -19,6 +19,7 @@ export class RestorePointDiskDto {
 export class RestorePointDto {
   @ApiProperty() id!: string;
   @ApiProperty() vmId!: string;
+  @ApiProperty({ nullable: true, type: String, description: 'Name of the VM; null once its host was removed' }) vmName!: string | null;
   @ApiProperty({ nullable: true, type: String }) jobId!: string | null;
   @ApiProperty({ enum: ['backup', 'archive'] }) kind!: 'backup' | 'archive';
   @ApiProperty() quiesced!: boolean;

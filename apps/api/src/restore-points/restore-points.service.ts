@@ -1,39 +1,52 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { Repository as TypeOrmRepository } from 'typeorm';
+import { In, Repository as TypeOrmRepository } from 'typeorm';
 import { VmkeepError } from '@vmkeep/contracts';
 import type { Disk } from '@vmkeep/disk';
-import { RestorePointEntity } from '@vmkeep/persistence';
+import { RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { Repository } from '@vmkeep/repository';
 import type { RestorePointDto } from './restore-points.dto';
+
+const NEWEST_FIRST = { createdAt: 'DESC', id: 'DESC' } as const;
 
 /** Restore points as recorded in the database, and their disks read back from the repository. */
 @Injectable()
 export class RestorePointsService {
-  constructor(@InjectRepository(RestorePointEntity) private readonly points: TypeOrmRepository<RestorePointEntity>) {}
+  constructor(
+    @InjectRepository(RestorePointEntity) private readonly points: TypeOrmRepository<RestorePointEntity>,
+    @InjectRepository(VmEntity) private readonly vms: TypeOrmRepository<VmEntity>,
+  ) {}
 
   async list(vmId?: string): Promise<RestorePointDto[]> {
-    const rows = await this.points.find({ where: vmId ? { vmId } : {}, order: { createdAt: 'DESC', id: 'DESC' } });
-    return rows.map(restorePointView);
+    return this.views(await this.points.find({ where: vmId ? { vmId } : {}, order: NEWEST_FIRST }));
   }
 
   async get(id: string): Promise<RestorePointDto> {
-    return restorePointView(await this.entity(id));
+    const [view] = await this.views([await this.entity(id)]);
+    return view;
   }
 
   async latestFor(vmId: string): Promise<RestorePointDto | null> {
-    const row = await this.points.findOne({ where: { vmId }, order: { createdAt: 'DESC', id: 'DESC' } });
-    return row ? restorePointView(row) : null;
+    const row = await this.points.findOne({ where: { vmId }, order: NEWEST_FIRST });
+    return row ? (await this.views([row]))[0] : null;
   }
 
   /** Opens one disk of the point from the repository; the caller closes it. */
-  async openDisk(id: string, key: string): Promise<{ disk: Disk; point: RestorePointDto; fileName: string }> {
+  async openDisk(id: string, key: string): Promise<{ disk: Disk; fileName: string }> {
     const point = await this.entity(id);
     const entry = point.disks.find((d) => d.key === key);
     if (!entry) throw new VmkeepError(`restore point ${id} has no disk ${JSON.stringify(key)}`, 'not_found');
     const repository = await Repository.open(point.repositoryPath);
     const disk = await repository.openDisk(point.repositoryPointId, key);
-    return { disk, point: restorePointView(point), fileName: `${safeName(point.createdAt)}-${safeName(entry.label || key)}.raw` };
+    return { disk, fileName: `${safeName(point.createdAt)}-${safeName(entry.label || key)}.raw` };
+  }
+
+  /** API views of the rows, with the names of their VMs looked up in one query. */
+  private async views(rows: RestorePointEntity[]): Promise<RestorePointDto[]> {
+    const vmIds = [...new Set(rows.map((r) => r.vmId))];
+    const vms = vmIds.length ? await this.vms.find({ where: { id: In(vmIds) }, select: { id: true, name: true } }) : [];
+    const names = new Map(vms.map((v) => [v.id, v.name]));
+    return rows.map((r) => restorePointView(r, names.get(r.vmId) ?? null));
   }
 
   private async entity(id: string): Promise<RestorePointEntity> {
@@ -48,10 +61,11 @@ function safeName(v: Date | string): string {
   return text.replace(/[^A-Za-z0-9._-]+/g, '_');
 }
 
-export function restorePointView(p: RestorePointEntity): RestorePointDto {
+function restorePointView(p: RestorePointEntity, vmName: string | null): RestorePointDto {
   return {
     id: p.id,
     vmId: p.vmId,
+    vmName,
     jobId: p.jobId,
     kind: p.kind,
     quiesced: p.quiesced,

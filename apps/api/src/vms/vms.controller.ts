@@ -31,7 +31,9 @@ export class VmsController {
       // LIKE wildcards in the filter only widen the match; they cannot reach anything a viewer may not list anyway.
       ...(query.name ? { name: Like(`%${query.name}%`) } : {}),
     };
-    return (await this.vms.find({ where, order: { name: 'ASC' } })).map(vmView);
+    const vms = await this.vms.find({ where, order: { name: 'ASC' } });
+    const totals = await this.diskTotals(vms.map((v) => v.id));
+    return vms.map((v) => vmView(v, totals.get(v.id) ?? NO_DISKS));
   }
 
   /** The VM with its disks and its newest restore point. */
@@ -41,8 +43,9 @@ export class VmsController {
     const vm = await this.vms.findOneBy({ id });
     if (!vm) throw new VmkeepError(`VM ${id} not found`, 'not_found');
     const disks = await this.disks.find({ where: { vmId: id }, order: { deviceKey: 'ASC' } });
+    const totals = { diskCount: disks.length, capacityBytes: disks.reduce((sum, d) => sum + d.capacityBytes, 0) };
     return {
-      ...vmView(vm),
+      ...vmView(vm, totals),
       disks: disks.map((d) => ({ deviceKey: d.deviceKey, label: d.label, capacityBytes: d.capacityBytes, fileName: d.fileName, datastore: d.datastore, diskMode: d.diskMode })),
       lastRestorePoint: await this.points.latestFor(id),
     };
@@ -59,9 +62,27 @@ export class VmsController {
     await this.audit.record(user, 'backup.start', job.id, { vmId: vm.id, vm: vm.name, quiesce: body.quiesce ?? false });
     return job;
   }
+
+  /** Disk count and total capacity of each of the VMs, in one grouped query (VMs without disks are absent). */
+  private async diskTotals(vmIds: string[]): Promise<Map<string, DiskTotals>> {
+    if (vmIds.length === 0) return new Map();
+    const rows = await this.disks
+      .createQueryBuilder('d')
+      .select('d.vmId', 'vmId')
+      .addSelect('COUNT(*)', 'diskCount')
+      .addSelect('SUM(d.capacityBytes)', 'capacityBytes')
+      .where('d.vmId IN (:...vmIds)', { vmIds })
+      .groupBy('d.vmId')
+      .getRawMany<{ vmId: string; diskCount: number | string; capacityBytes: number | string }>();
+    // MySQL returns COUNT and SUM of bigint columns as strings.
+    return new Map(rows.map((r) => [r.vmId, { diskCount: Number(r.diskCount), capacityBytes: Number(r.capacityBytes) }]));
+  }
 }
 
-function vmView(v: VmEntity): VmDto {
+type DiskTotals = Pick<VmDto, 'diskCount' | 'capacityBytes'>;
+const NO_DISKS: DiskTotals = { diskCount: 0, capacityBytes: 0 };
+
+function vmView(v: VmEntity, totals: DiskTotals): VmDto {
   return {
     id: v.id,
     hostId: v.hostId,
@@ -76,5 +97,6 @@ function vmView(v: VmEntity): VmDto {
     esxHost: v.esxHost,
     missing: v.missing,
     lastSeenAt: v.lastSeenAt,
+    ...totals,
   };
 }

@@ -38,6 +38,8 @@ export class VmDto {
   @ApiProperty({ nullable: true, type: String }) esxHost!: string | null;
   @ApiProperty({ description: 'The last inventory sync did not find the VM' }) missing!: boolean;
   @ApiProperty({ nullable: true, type: Date }) lastSeenAt!: Date | null;
+  @ApiProperty({ description: 'Number of virtual disks found by the last sync' }) diskCount!: number;
+  @ApiProperty({ description: 'Sum of the virtual disk sizes in bytes' }) capacityBytes!: number;
 }
 
 export class VmDetailDto extends VmDto {

@@ -17,8 +17,7 @@ export function registerAuth(program: Command, run: Runner): void {
     .option('--password-stdin', 'read the password from standard input')
     .action(
       run(async (ctx, opts: { username: string; password?: string; passwordStdin?: boolean }) => {
-        const password = opts.passwordStdin ? await ctx.readStdin() : opts.password;
-        if (!password) throw new CliError('give the password with --password-stdin (or --password)');
+        const password = await ctx.password(opts, 'password');
         const res = await ctx.client.post<LoginResponse>('/api/auth/login', { username: opts.username, password });
         if (!res?.token) throw new CliError('the server did not return a token');
         ctx.credentials.save(ctx.url, res.token);

@@ -43,7 +43,7 @@ async function follow(ctx: CliContext, jobId: string): Promise<JobView> {
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
   } finally {
-    bar.stop();
+    await bar.stop();
   }
 }
 

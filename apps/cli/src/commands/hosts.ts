@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { CliError } from '../context';
 import { table } from '../format';
 import type { Runner } from '../program';
 import { listHosts, resolveHost, type HostView } from '../resources';
@@ -27,8 +26,7 @@ export function registerHosts(program: Command, run: Runner): void {
     .option('--thumbprint <sha256>', 'pin the TLS certificate fingerprint')
     .action(
       run(async (ctx, opts: AddOptions, name: string) => {
-        const password = opts.passwordStdin ? await ctx.readStdin() : opts.password;
-        if (!password) throw new CliError('give the vSphere password with --password-stdin (or --password)');
+        const password = await ctx.password(opts, 'vSphere password');
         const created = await ctx.client.post<HostView>('/api/hosts', {
           name,
           url: opts.url,

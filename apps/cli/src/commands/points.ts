@@ -19,7 +19,7 @@ export function registerPoints(program: Command, run: Runner): void {
             ['ID', 'VM', 'CREATED', 'DISKS', 'SIZE', 'STORED'],
             points.map((p) => [
               p.id,
-              p.vmId,
+              p.vmName ?? p.vmId,
               p.createdAt,
               p.disks.map((d) => d.key).join(','),
               bytes(p.sizeBytes),

@@ -55,7 +55,7 @@ export function registerRestore(program: Command, run: Runner): void {
           fs.rmSync(partial, { force: true });
           throw err;
         } finally {
-          bar.stop();
+          await bar.stop();
         }
         if (written !== disk.capacityBytes) {
           fs.rmSync(partial, { force: true });

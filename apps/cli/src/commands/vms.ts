@@ -22,8 +22,8 @@ export function registerVms(program: Command, run: Runner): void {
               v.name + (v.missing ? ' (missing)' : ''),
               v.moref,
               v.powerState,
-              v.disks?.length,
-              v.disks ? bytes(v.disks.reduce((s, d) => s + d.capacityBytes, 0)) : '',
+              v.diskCount,
+              bytes(v.capacityBytes),
             ]),
           ),
         );

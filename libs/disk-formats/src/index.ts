@@ -1,0 +1,12 @@
+export * from './errors';
+export * from './source';
+export * from './types';
+export * from './vmdk';
+export * from './writers';
+export { openImage, detectFormat, detectSource } from './open';
+export type { ImageFormat, OpenImageOptions } from './open';
+export { openRaw, rawFromSource, SourceDisk } from './raw';
+export { openVhd, openVhdSource } from './vhd';
+export { openVhdx, openVhdxSource, VhdxLogError, crc32c } from './vhdx';
+export { readOva, readOvaSource, openOvaDisk, parseOvf, listTar, MemberSource } from './ova';
+export type { OvaPackage, OvaDisk, OvfDescriptor, OvfDisk, OvfFile, TarMember } from './ova';

@@ -1,0 +1,191 @@
+/**
+ * Garbage collection: mark every chunk referenced by a manifest, sweep the others that nobody wrote or
+ * refreshed since the cutoff. Safe while writers run (the argument is in FORMAT.md):
+ * - a writer creates its in-progress marker before it touches any chunk, and refreshes (mtime) every chunk it
+ *   deduplicates against; new chunks get a fresh mtime anyway;
+ * - cutoff = min(GC start − grace, start of the oldest live writer), both on the file system's clock;
+ * - a chunk is deleted by renaming it aside and checking its time again, so a refresh that races with the
+ *   sweep either lands before (the chunk is put back) or fails (the writer stores the chunk again);
+ * - a marker without a heartbeat for `staleWriterMs` belongs to a crashed writer: it is removed, and should
+ *   that writer still be alive, its commit fails (StaleWriterError) instead of referencing swept chunks.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { isTempName } from './atomic';
+import { CHUNK_ID_BYTES, GC_TRASH_MARKER, TEMP_MARKER } from './constants';
+import { RepositoryError } from './errors';
+import type { Repository } from './repository';
+
+export interface GcOptions {
+  /** Unreferenced chunks younger than this are kept; default 24 h. */
+  graceMs?: number;
+  /** A writer marker without heartbeat for this long is stale (crashed writer); default 1 h. */
+  staleWriterMs?: number;
+  /** Count what would be swept, delete nothing. */
+  dryRun?: boolean;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  /** Chunks older than this (ISO time, file-system clock) and unreferenced were swept. */
+  cutoff: string;
+  referencedChunks: number;
+  sweptChunks: number;
+  sweptBytes: number;
+  /** Unreferenced chunks kept because they are newer than the cutoff. */
+  keptRecentChunks: number;
+  activeWriters: string[];
+  staleWritersRemoved: string[];
+  /** Point folders without a manifest (aborted or crashed writers) removed. */
+  partialPointsRemoved: string[];
+  /** Interrupted deletes finished, and interrupted deletes undone because the point is archived. */
+  deletesFinished: string[];
+  deletesUndone: string[];
+  tempFilesRemoved: number;
+}
+
+export const DEFAULT_GC_GRACE_MS = 24 * 3600 * 1000;
+export const DEFAULT_STALE_WRITER_MS = 3600 * 1000;
+
+const ID_HEX = new RegExp(`^[0-9a-f]{${CHUNK_ID_BYTES * 2}}$`);
+
+function checkDuration(value: number, what: string): number {
+  if (!Number.isFinite(value) || value < 0) throw new RepositoryError(`${what} must be a non-negative number of ms`, 'INVALID_OPTION');
+  return value;
+}
+
+/** The file system's current time, read from a file we create (mtimes of chunks use the same clock). */
+async function fileSystemNow(dir: string): Promise<number> {
+  await fs.mkdir(dir, { recursive: true });
+  const probe = path.join(dir, `.gc-clock${TEMP_MARKER}${process.pid}-${randomBytes(6).toString('hex')}`);
+  await fs.writeFile(probe, '');
+  try {
+    return (await fs.stat(probe)).mtimeMs;
+  } finally {
+    await fs.rm(probe, { force: true });
+  }
+}
+
+async function entries(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Promise<GcReport> {
+  const graceMs = checkDuration(opts.graceMs ?? DEFAULT_GC_GRACE_MS, 'graceMs');
+  const staleMs = checkDuration(opts.staleWriterMs ?? DEFAULT_STALE_WRITER_MS, 'staleWriterMs');
+  const dryRun = !!opts.dryRun;
+  const start = await fileSystemNow(repo.writers.dir);
+
+  // 1. Writers: live ones bound the cutoff, stale ones are removed.
+  const report: GcReport = {
+    dryRun,
+    cutoff: '',
+    referencedChunks: 0,
+    sweptChunks: 0,
+    sweptBytes: 0,
+    keptRecentChunks: 0,
+    activeWriters: [],
+    staleWritersRemoved: [],
+    partialPointsRemoved: [],
+    deletesFinished: [],
+    deletesUndone: [],
+    tempFilesRemoved: 0,
+  };
+  let cutoff = start - graceMs;
+  for (const marker of await repo.writers.list()) {
+    if (marker.heartbeatAtMs < start - staleMs) {
+      if (!dryRun) await repo.writers.remove(marker.pointId);
+      report.staleWritersRemoved.push(marker.pointId);
+    } else {
+      report.activeWriters.push(marker.pointId);
+      cutoff = Math.min(cutoff, marker.startedAtMs);
+    }
+  }
+  report.cutoff = new Date(cutoff).toISOString();
+  const active = new Set(report.activeWriters);
+
+  // 2. Point folders: settle deletes interrupted long ago (a delete takes milliseconds; one in progress is left
+  //    to its owner), drop partial points of dead writers.
+  for (const folder of await repo.listPointFolders()) {
+    if (folder.state === 'deleting' && folder.mtimeMs < start - staleMs && !dryRun) {
+      if ((await repo.archives.status(folder.id))?.locked) {
+        await repo.restoreDeleting(folder.id);
+        report.deletesUndone.push(folder.id);
+      } else {
+        await repo.finishDelete(folder.id);
+        report.deletesFinished.push(folder.id);
+      }
+    } else if (folder.state === 'partial' && !active.has(folder.id) && folder.mtimeMs < cutoff) {
+      if (!dryRun) await fs.rm(repo.pointDir(folder.id), { recursive: true, force: true });
+      report.partialPointsRemoved.push(folder.id);
+    }
+  }
+
+  // 3. Mark: every chunk of every point that has a manifest (archived points included). An unreadable manifest
+  //    or index stops the collection: sweeping without knowing what it references could destroy data.
+  const marked = new Set<string>();
+  for (const folder of await repo.listPointFolders()) {
+    if (folder.state === 'partial') continue;
+    const manifest = await repo.readAnyManifest(folder.id);
+    if (!manifest) continue; // deleted meanwhile
+    for (const disk of manifest.disks) {
+      let index;
+      try {
+        index = await repo.readIndex(manifest.id, disk);
+      } catch (err) {
+        throw new RepositoryError(
+          `garbage collection stopped: ${(err as Error).message}. Verify the repository and delete or repair the point first`,
+          'GC_MARK_FAILED',
+        );
+      }
+      for (let i = 0; i < index.count; i++) if (!index.isZero(i)) marked.add(index.idAt(i).toString('hex'));
+    }
+  }
+  report.referencedChunks = marked.size;
+
+  // 4. Sweep.
+  const badIds = await repo.badChunks.ids();
+  const chunksDir = repo.store.dir;
+  for (const fan of (await entries(chunksDir)).sort()) {
+    const fanDir = path.join(chunksDir, fan);
+    for (const name of await entries(fanDir)) {
+      const file = path.join(fanDir, name);
+      if (name.includes(GC_TRASH_MARKER)) {
+        // Left by an interrupted collection: finish it with today's cutoff.
+        const hex = name.slice(1, name.indexOf(GC_TRASH_MARKER));
+        if (!dryRun && ID_HEX.test(hex)) await repo.store.settleTrash(file, path.join(fanDir, hex), cutoff);
+        continue;
+      }
+      if (isTempName(name)) {
+        const st = await fs.stat(file).catch(() => undefined);
+        if (st && st.mtimeMs < cutoff) {
+          if (!dryRun) await fs.rm(file, { force: true });
+          report.tempFilesRemoved++;
+        }
+        continue;
+      }
+      if (!ID_HEX.test(name) || marked.has(name)) continue;
+      const id = Buffer.from(name, 'hex');
+      let freed: number | undefined;
+      if (dryRun) {
+        const st = await fs.stat(file).catch(() => undefined);
+        freed = st && st.mtimeMs < cutoff ? st.size : undefined;
+      } else {
+        freed = await repo.store.deleteIfUnusedSince(id, cutoff);
+        if (freed !== undefined && badIds.has(name)) await repo.badChunks.remove(name);
+      }
+      if (freed === undefined) report.keptRecentChunks++;
+      else {
+        report.sweptChunks++;
+        report.sweptBytes += freed;
+      }
+    }
+  }
+  return report;
+}
