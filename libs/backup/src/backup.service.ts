@@ -181,7 +181,7 @@ export class BackupService {
   }
 
   /** Removes snapshots an earlier, interrupted run of ours left on the VM (but not one of a job still running). */
-  private async removeLeftovers(session: VsphereSession, { job }: RunContext, info: VmInfo): Promise<void> {
+  private async removeLeftovers(session: VsphereSession, { job, vm }: RunContext, info: VmInfo): Promise<void> {
     const ours = info.snapshots.filter((s) => s.name.startsWith(SNAPSHOT_NAME_PREFIX));
     let removed = 0;
     for (const snap of ours) {
@@ -192,7 +192,7 @@ export class BackupService {
       }
       await this.setPhase(job.id, `removing leftover snapshot "${snap.name}"`);
       await session.removeSnapshot(snap.ref);
-      await this.jobs.update({ vmId: job.vmId, snapshotMoref: snap.ref.value }, { snapshotMoref: null });
+      await this.jobs.update({ vmId: vm.id, snapshotMoref: snap.ref.value }, { snapshotMoref: null });
       removed++;
     }
     if (removed) this.log.log(`job ${job.id}: removed ${removed} leftover snapshot(s) of earlier runs`);
