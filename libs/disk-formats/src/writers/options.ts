@@ -21,7 +21,7 @@ export interface WriteOptions {
   virtualHWVersion?: number;
   /** Deflate level of streamOptimized grains, 1 (fastest) to 9 (smallest); default 1. */
   compressionLevel?: number;
-  /** Grains compressed at the same time (default: 2 × available cores). */
+  /** Grains being compressed at once (default: 4 × available cores). */
   concurrency?: number;
   /** VHDX payload block size in bytes: a power of two from 1 MiB to 256 MiB (default 32 MiB). */
   vhdxBlockSize?: number;
