@@ -120,7 +120,7 @@ export function mutate(image: FuzzImage, rng: Rng): Mutated {
   // Descriptor-based images: sometimes mutate the descriptor instead of the binary target.
   const textTarget = image.main !== image.target && rng.chance(0.15) ? image.main : undefined;
   const target = textTarget ?? image.target;
-  let buf = Buffer.from(files[target]);
+  let buf: Buffer = Buffer.from(files[target]);
   const steps: string[] = [`file ${target}`];
   const isText = textTarget !== undefined || image.name === 'flat.vmdk';
   const count = 1 + rng.int(4);

@@ -154,7 +154,7 @@ async function runShare(opts: FuzzOptions, cases: number[], report: FuzzReport):
       });
       worker.on('exit', (code) => {
         clearInterval(watchdog);
-        resolve(finished ? { finished } : { finished: false, problem: `worker exited (code ${code}) before the case ended` });
+        resolve(finished ? { finished } : { finished: false, problem: `worker exited (code ${code}) in the middle of the case: a promise that never settles` });
       });
     });
     await Promise.all(saving);

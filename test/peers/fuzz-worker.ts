@@ -39,11 +39,11 @@ export function imageOf(images: FuzzImage[], caseNo: number): FuzzImage {
 function watchAllocations(): { reset(): number; max(): number } {
   let largest = 0;
   let overall = 0;
-  const wrap = <A extends unknown[]>(fn: (size: number, ...rest: A) => Buffer) =>
-    function (this: unknown, size: number, ...rest: A): Buffer {
+  const wrap = <F extends (size: number, ...rest: never[]) => Buffer>(fn: F): F =>
+    function (this: unknown, size: number, ...rest: never[]): Buffer {
       if (typeof size === 'number' && size > largest) largest = size;
       return fn.call(Buffer, size, ...rest);
-    };
+    } as F;
   Buffer.alloc = wrap(Buffer.alloc);
   Buffer.allocUnsafe = wrap(Buffer.allocUnsafe);
   Buffer.allocUnsafeSlow = wrap(Buffer.allocUnsafeSlow);
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
       }
       s.bytesRead += outcome.bytesRead;
     } catch (err) {
-      error = err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ''}` : `non-Error thrown: ${String(err)}`;
+      error = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : `non-Error thrown: ${String(err)}`;
     }
     const largest = allocations.reset();
     if (!error && largest > input.allocLimit) error = `allocated a ${largest}-byte buffer (limit ${input.allocLimit})`;

@@ -2,8 +2,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { ApiError, UnreachableError } from './api-client';
 import { registerAuth } from './commands/auth';
 import { registerBackup } from './commands/backup';
+import { registerDisk } from './commands/disk';
 import { registerHosts } from './commands/hosts';
 import { registerPoints } from './commands/points';
+import { registerRepo } from './commands/repo';
 import { registerRestore } from './commands/restore';
 import { registerVms } from './commands/vms';
 import { CliContext, CliError, type CliIo, type GlobalOptions } from './context';
@@ -37,7 +39,7 @@ export async function runCli(argv: string[], io: CliIo, credentials = new Creden
       writeErr: (s) => io.stderr.write(s),
     })
     .showHelpAfterError();
-  for (const register of [registerAuth, registerHosts, registerVms, registerBackup, registerPoints, registerRestore]) {
+  for (const register of [registerAuth, registerHosts, registerVms, registerBackup, registerPoints, registerRestore, registerDisk, registerRepo]) {
     register(program, run);
   }
   addCommonOptions(program);

@@ -158,3 +158,24 @@ export function loadCliConfig(flags: { url?: string; token?: string }, env: Env 
   const url = flags.url ?? env.VMKEEP_URL ?? 'http://127.0.0.1:8080';
   return { url: url.replace(/\/+$/, ''), token: flags.token ?? env.VMKEEP_TOKEN };
 }
+
+/** Settings of `vmkeep repo ...` (works on a repository directly, no server). */
+export interface RepoCliConfig {
+  /** The repository as named by --repo or VMKEEP_REPO (a path or URL, parsed by the repository library). */
+  repo?: string;
+  /** VMKEEP_PASSPHRASE: the repository passphrase; undefined = ask interactively. */
+  passphrase?: string;
+  /** VMKEEP_NEW_PASSPHRASE: the new passphrase of `repo passphrase`; undefined = ask interactively. */
+  newPassphrase?: string;
+}
+
+/** Settings of the repository commands: the --repo flag wins over VMKEEP_REPO. Passphrases are never trimmed. */
+export function loadRepoCliConfig(flags: { repo?: string }, env: Env = process.env): RepoCliConfig {
+  const repo = flags.repo ?? env.VMKEEP_REPO;
+  const secret = (v: string | undefined) => (v === undefined || v === '' ? undefined : v);
+  return {
+    repo: repo === undefined || repo.trim() === '' ? undefined : repo,
+    passphrase: secret(env.VMKEEP_PASSPHRASE),
+    newPassphrase: secret(env.VMKEEP_NEW_PASSPHRASE),
+  };
+}

@@ -118,6 +118,8 @@ export const BAD_CHUNKS_DIR = 'bad-chunks';
 export const ARCHIVES_DIR = 'archives';
 /** In-progress markers of running writers: `writers/<pointId>.json`, its mtime is the writer's heartbeat. */
 export const WRITERS_DIR = 'writers';
+/** Repository locks: `locks/exclusive.json` is the exclusive lock of GC, prune and passphrase change. */
+export const LOCKS_DIR = 'locks';
 /** A manifest being deleted (prune/delete renamed it; the point is invisible). */
 export const MANIFEST_DELETING_FILE = 'manifest.deleting';
 /** Marker in the name of a chunk garbage collection is about to delete. */

@@ -1,3 +1,5 @@
+import type { LockHolder } from './locks';
+
 /** Typed errors of the repository. Each carries a stable `code` so callers can map it without parsing text. */
 
 export class RepositoryError extends Error {
@@ -200,6 +202,21 @@ export class StaleWriterError extends RepositoryError {
     super(
       `point ${pointId}: the writer's in-progress marker was removed as stale; the point is not committed (back up again)`,
       'WRITER_STALE',
+    );
+  }
+}
+
+/** Another live process holds the repository's exclusive lock (GC, prune, passphrase change). Names the holder. */
+export class RepositoryLockedError extends RepositoryError {
+  constructor(
+    readonly holder: LockHolder,
+    /** ISO time of the holder's last refresh (file-system clock). */
+    readonly refreshedAt: string,
+  ) {
+    super(
+      `repository is locked by ${holder.operation} (host ${holder.host}, pid ${holder.pid}, since ${holder.startedAt}, ` +
+        `last refreshed ${refreshedAt}); try again when it has finished`,
+      'REPOSITORY_LOCKED',
     );
   }
 }

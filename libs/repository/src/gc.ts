@@ -9,12 +9,12 @@
  * - a marker without a heartbeat for `staleWriterMs` belongs to a crashed writer: it is removed, and should
  *   that writer still be alive, its commit fails (StaleWriterError) instead of referencing swept chunks.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { isTempName } from './atomic';
-import { CHUNK_ID_BYTES, GC_TRASH_MARKER, TEMP_MARKER } from './constants';
+import { CHUNK_ID_BYTES, GC_TRASH_MARKER } from './constants';
 import { RepositoryError } from './errors';
+import { StaleLock, fileSystemNow } from './locks';
 import type { Repository } from './repository';
 
 export interface GcOptions {
@@ -24,6 +24,14 @@ export interface GcOptions {
   staleWriterMs?: number;
   /** Count what would be swept, delete nothing. */
   dryRun?: boolean;
+}
+
+/** @internal hooks of the locked caller (Repository.collectGarbage). */
+export interface GcHooks {
+  /** Runs right before the sweep (checks the exclusive lock is still ours). */
+  beforeSweep?: () => Promise<void>;
+  /** The exclusive lock this collection took over from a dead holder, if any. */
+  staleLocks?: StaleLock[];
 }
 
 export interface GcReport {
@@ -37,6 +45,8 @@ export interface GcReport {
   keptRecentChunks: number;
   activeWriters: string[];
   staleWritersRemoved: string[];
+  /** Locks taken over from dead or silent holders (the exclusive lock, writers' markers), with the reason. */
+  staleLocks: StaleLock[];
   /** Point folders without a manifest (aborted or crashed writers) removed. */
   partialPointsRemoved: string[];
   /** Interrupted deletes finished, and interrupted deletes undone because the point is archived. */
@@ -55,18 +65,6 @@ function checkDuration(value: number, what: string): number {
   return value;
 }
 
-/** The file system's current time, read from a file we create (mtimes of chunks use the same clock). */
-async function fileSystemNow(dir: string): Promise<number> {
-  await fs.mkdir(dir, { recursive: true });
-  const probe = path.join(dir, `.gc-clock${TEMP_MARKER}${process.pid}-${randomBytes(6).toString('hex')}`);
-  await fs.writeFile(probe, '');
-  try {
-    return (await fs.stat(probe)).mtimeMs;
-  } finally {
-    await fs.rm(probe, { force: true });
-  }
-}
-
 async function entries(dir: string): Promise<string[]> {
   try {
     return await fs.readdir(dir);
@@ -76,7 +74,7 @@ async function entries(dir: string): Promise<string[]> {
   }
 }
 
-export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Promise<GcReport> {
+export async function collectGarbage(repo: Repository, opts: GcOptions = {}, hooks: GcHooks = {}): Promise<GcReport> {
   const graceMs = checkDuration(opts.graceMs ?? DEFAULT_GC_GRACE_MS, 'graceMs');
   const staleMs = checkDuration(opts.staleWriterMs ?? DEFAULT_STALE_WRITER_MS, 'staleWriterMs');
   const dryRun = !!opts.dryRun;
@@ -92,6 +90,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
     keptRecentChunks: 0,
     activeWriters: [],
     staleWritersRemoved: [],
+    staleLocks: [...(hooks.staleLocks ?? [])],
     partialPointsRemoved: [],
     deletesFinished: [],
     deletesUndone: [],
@@ -99,9 +98,12 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
   };
   let cutoff = start - graceMs;
   for (const marker of await repo.writers.list()) {
-    if (marker.heartbeatAtMs < start - staleMs) {
+    const silent = marker.heartbeatAtMs < start - staleMs;
+    if (silent || marker.deadReason) {
       if (!dryRun) await repo.writers.remove(marker.pointId);
       report.staleWritersRemoved.push(marker.pointId);
+      const reason = marker.deadReason ?? `no heartbeat for ${Math.round((start - marker.heartbeatAtMs) / 60_000)} min`;
+      report.staleLocks.push({ operation: `backup ${marker.pointId}`, ...marker.owner, reason });
     } else {
       report.activeWriters.push(marker.pointId);
       cutoff = Math.min(cutoff, marker.startedAtMs);
@@ -150,6 +152,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
   report.referencedChunks = marked.size;
 
   // 4. Sweep.
+  await hooks.beforeSweep?.();
   const badIds = await repo.badChunks.ids();
   const chunksDir = repo.store.dir;
   for (const fan of (await entries(chunksDir)).sort()) {

@@ -8,6 +8,20 @@ export { KDF_INSECURE_FOR_TESTS, KDF_STANDARD } from './crypto';
 export type { ArchiveChange, ArchiveStatus } from './archive';
 export type { BadChunkRecord } from './bad-chunks';
 export type { GcOptions, GcReport } from './gc';
+export type { LockHolder, LockOptions, StaleLock } from './locks';
+export {
+  DEFAULT_LOCK_STALE_MS,
+  EXCLUSIVE_LOCK_FILE,
+  ExclusiveLock,
+  HeldLock,
+  LOCK_REFRESH_MS,
+  describeStaleLock,
+  withExclusiveLock,
+} from './locks';
+export type { PointDiskSummary, PointSummary, RepositoryDescription } from './describe';
+export { summarizePoint, vmNameOf } from './describe';
+export type { RepositoryLocation } from './location';
+export { parseRepositoryLocation } from './location';
 export { DEFAULT_GC_GRACE_MS, DEFAULT_STALE_WRITER_MS } from './gc';
 export type { KeptPoint, PrunablePoint, PrunePlan, RemovedPoint, RetentionPolicy } from './retention';
 export { periodKey, planPrune, validateRetentionPolicy } from './retention';

@@ -16,6 +16,7 @@ import {
   CHUNKS_DIR,
   CONFIG_FILE,
   INDEX_EXT,
+  LOCKS_DIR,
   KEY_FILE,
   MANIFEST_DELETING_FILE,
   MANIFEST_FILE,
@@ -38,7 +39,9 @@ import {
   StaleWriterError,
 } from './errors';
 import { FixedIndex, FixedIndexWriter, readFixedIndex } from './fixed-index';
+import { RepositoryDescription, describeRepository } from './describe';
 import { GcOptions, GcReport, collectGarbage } from './gc';
+import { ExclusiveLock, HeldLock, LockOptions, StaleLock, withExclusiveLock } from './locks';
 import { parseManifest, serializeManifest } from './manifest';
 import { assertDiskKey, isPointId, newPointId } from './names';
 import { PointDisk } from './point-disk';
@@ -57,6 +60,10 @@ export interface RuntimeOptions {
   concurrency?: number;
   /** Passphrase of an encrypted repository (required to open or create one; never stored or logged). */
   passphrase?: string;
+  /** An exclusive lock (GC, prune, passphrase change) not refreshed for this long is stale; default 5 min. */
+  lockStaleMs?: number;
+  /** Told about every stale lock this process takes over (exclusive lock, dead writers' markers). */
+  onStaleLock?: (stale: StaleLock) => void;
 }
 
 export interface PruneOptions {
@@ -73,6 +80,8 @@ export interface PruneResult {
   removed: string[];
   /** Points the plan removes that were left alone (e.g. archived meanwhile), with the reason. */
   skipped: { id: string; reason: string }[];
+  /** The stale exclusive lock this prune took over, if any. */
+  staleLocks: StaleLock[];
 }
 
 /** State of a folder under points/ (see FORMAT.md). */
@@ -117,11 +126,14 @@ export class Repository {
   readonly badChunks: BadChunkList;
   /** Archive records (write-once revisions). */
   readonly archives: ArchiveRecords;
-  /** In-progress markers of running writers. */
+  /** In-progress markers of running writers (their shared locks). */
   readonly writers: WriterMarkers;
+  /** The exclusive lock of GC, prune and passphrase change (FORMAT.md, "Locks"). */
+  readonly lock: ExclusiveLock;
   private readonly scheme: ChunkIdScheme;
   private readonly codec: ChunkCodec;
   private readonly concurrency: number;
+  private readonly lockOptions: LockOptions;
   readonly #keys?: RepositoryKeys;
 
   private constructor(
@@ -138,6 +150,8 @@ export class Repository {
     this.badChunks = new BadChunkList(path.join(dir, BAD_CHUNKS_DIR));
     this.archives = new ArchiveRecords(path.join(dir, ARCHIVES_DIR));
     this.writers = new WriterMarkers(path.join(dir, WRITERS_DIR));
+    this.lock = new ExclusiveLock(path.join(dir, LOCKS_DIR));
+    this.lockOptions = { staleMs: runtime.lockStaleMs, onStale: runtime.onStaleLock };
     this.codec = runtime.codec ?? sharedChunkWorkers();
     this.concurrency = runtime.concurrency ?? DEFAULT_CONCURRENCY;
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) {
@@ -211,11 +225,16 @@ export class Repository {
    */
   async changePassphrase(current: string, next: string, opts: { kdf?: KdfStrength } = {}): Promise<void> {
     if (!this.#keys) throw new RepositoryError('this repository is not encrypted: it has no passphrase', 'NOT_ENCRYPTED');
+    await this.exclusively('passphrase', [], () => this.rewrapKeys(current, next, opts.kdf));
+  }
+
+  private async rewrapKeys(current: string, next: string, kdf?: KdfStrength): Promise<void> {
+    if (!this.#keys) return;
     const existing = await unwrapKeys(await Repository.readKeyFile(this.dir), current, this.config.id);
     if (!existing.equals(this.#keys)) {
       throw new RepositoryError('the key file no longer holds the keys this repository was opened with', 'KEY_MISMATCH');
     }
-    const file = await wrapKeys(this.#keys, next, this.config.id, kdfParams(opts.kdf));
+    const file = await wrapKeys(this.#keys, next, this.config.id, kdfParams(kdf));
     await writeFileAtomic(path.join(this.dir, KEY_FILE), JSON.stringify(file, null, 2) + '\n');
   }
 
@@ -292,9 +311,30 @@ export class Repository {
     return this.badChunks.list();
   }
 
-  /** Mark and sweep; safe while writers run (FORMAT.md, garbage collection). */
+  /**
+   * Mark and sweep; safe while writers run (FORMAT.md, garbage collection). Holds the exclusive lock unless it is
+   * a dry run (RepositoryLockedError while another GC, prune or passphrase change runs).
+   */
   collectGarbage(opts: GcOptions = {}): Promise<GcReport> {
-    return collectGarbage(this, opts);
+    if (opts.dryRun) return collectGarbage(this, opts);
+    const staleLocks: StaleLock[] = [];
+    return this.exclusively('gc', staleLocks, (held) =>
+      collectGarbage(this, opts, { staleLocks, beforeSweep: () => held.assertHeld() }),
+    );
+  }
+
+  /** What the repository holds (config, every committed point with VM name, time, disks, sizes, archive state). */
+  describe(opts: { storage?: boolean } = {}): Promise<RepositoryDescription> {
+    return describeRepository(this, opts);
+  }
+
+  /** Runs `fn` under the exclusive lock; stale locks taken over go to `staleLocks` and the runtime's onStaleLock. */
+  private exclusively<T>(operation: string, staleLocks: StaleLock[], fn: (held: HeldLock) => Promise<T>): Promise<T> {
+    const onStale = (stale: StaleLock) => {
+      staleLocks.push(stale);
+      this.lockOptions.onStale?.(stale);
+    };
+    return withExclusiveLock(this.lock, operation, { staleMs: this.lockOptions.staleMs, onStale }, fn);
   }
 
   /**
@@ -302,6 +342,12 @@ export class Repository {
    * prune (they are kept with the reason). Deletes manifests and index files only; chunks go with the next GC.
    */
   async prune(policy: RetentionPolicy, opts: PruneOptions = {}): Promise<PruneResult> {
+    if (opts.dryRun) return this.pruneUnlocked(policy, opts, []);
+    const staleLocks: StaleLock[] = [];
+    return this.exclusively('prune', staleLocks, () => this.pruneUnlocked(policy, opts, staleLocks));
+  }
+
+  private async pruneUnlocked(policy: RetentionPolicy, opts: PruneOptions, staleLocks: StaleLock[]): Promise<PruneResult> {
     const now = opts.now ?? new Date();
     const manifests = await this.listPoints();
     const archives = new Map((await this.archives.list(now)).map((a) => [a.pointId, a]));
@@ -314,7 +360,7 @@ export class Repository {
       policy,
       now,
     );
-    const result: PruneResult = { plan, dryRun: !!opts.dryRun, removed: [], skipped: [] };
+    const result: PruneResult = { plan, dryRun: !!opts.dryRun, removed: [], skipped: [], staleLocks };
     if (opts.dryRun) return result;
     for (const { id } of plan.remove) {
       try {

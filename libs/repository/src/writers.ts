@@ -8,6 +8,7 @@ import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { writeFileAtomic } from './atomic';
+import { deadOwnerReason, readNoAtime } from './locks';
 import { isPointId } from './names';
 
 /** How often a live writer refreshes its marker's heartbeat. */
@@ -19,9 +20,23 @@ export interface WriterMarker {
   startedAtMs: number;
   /** Last heartbeat (marker atime). */
   heartbeatAtMs: number;
+  /** Host, pid and start time from the marker's content (for messages); absent if unreadable. */
+  owner?: { host: string; pid: number; startedAt?: string };
+  /** Set when the writer certainly died: it ran on this host and its pid is gone. */
+  deadReason?: string;
 }
 
 const SUFFIX = '.json';
+
+function parseOwner(text: string): WriterMarker['owner'] {
+  try {
+    const v = JSON.parse(text) as { host?: unknown; pid?: unknown; startedAt?: unknown };
+    if (typeof v.host !== 'string' || typeof v.pid !== 'number') return undefined;
+    return { host: v.host, pid: v.pid, startedAt: typeof v.startedAt === 'string' ? v.startedAt : undefined };
+  } catch {
+    return undefined;
+  }
+}
 
 export class WriterMarkers {
   constructor(readonly dir: string) {}
@@ -60,9 +75,11 @@ export class WriterMarkers {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // finished meanwhile
         throw err;
       }
-      // The content (host, pid) is for humans only and deliberately not read here: reading would update the
-      // atime (relatime) and make a dead writer's marker look alive.
-      out.push({ pointId, startedAtMs: st.mtimeMs, heartbeatAtMs: Math.max(st.atimeMs, st.mtimeMs) });
+      // The content (host, pid) is read without updating the atime (O_NOATIME): a normal read would refresh it
+      // (relatime) and make a dead writer's marker look alive.
+      const owner = await readNoAtime(file).then(parseOwner, () => undefined);
+      const deadReason = deadOwnerReason(owner);
+      out.push({ pointId, startedAtMs: st.mtimeMs, heartbeatAtMs: Math.max(st.atimeMs, st.mtimeMs), owner, deadReason });
     }
     return out;
   }
