@@ -32,6 +32,8 @@ export interface FuzzImage {
   files: Record<string, Uint8Array>;
   main: string;
   target: string;
+  /** The target is a text descriptor (text edits apply to it). */
+  targetIsText?: boolean;
   /** Ranges of `target` holding headers, tables and descriptors. */
   hot: FuzzRange[];
   fixups: FuzzFixup[];
@@ -106,7 +108,7 @@ export async function buildFuzzCorpus(dir: string): Promise<FuzzImage[]> {
   }
   const flat = await qemu('flat.vmdk', 'vmdk', 'subformat=monolithicFlat');
   images.push({
-    name: 'flat.vmdk', opener: 'vmdk', main: 'flat.vmdk', target: 'flat.vmdk', hot: [{ offset: 0, length: flat.length }], fixups: [],
+    name: 'flat.vmdk', opener: 'vmdk', main: 'flat.vmdk', target: 'flat.vmdk', targetIsText: true, hot: [{ offset: 0, length: flat.length }], fixups: [],
     files: { 'flat.vmdk': flat, 'flat-flat.vmdk': await fs.readFile(path.join(dir, 'flat-flat.vmdk')) },
     virtualSha256: dataSha, virtualSize: size,
   });

@@ -122,7 +122,7 @@ export function mutate(image: FuzzImage, rng: Rng): Mutated {
   const target = textTarget ?? image.target;
   let buf: Buffer = Buffer.from(files[target]);
   const steps: string[] = [`file ${target}`];
-  const isText = textTarget !== undefined || image.name === 'flat.vmdk';
+  const isText = textTarget !== undefined || image.targetIsText === true;
   const count = 1 + rng.int(4);
   for (let i = 0; i < count; i++) {
     const size = buf.length;
