@@ -8,6 +8,7 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const dist = path.join(root, 'dist');
+const startedAt = Date.now();
 fs.rmSync(dist, { recursive: true, force: true });
 execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
   cwd: root,
@@ -24,3 +25,5 @@ for (const lib of fs.readdirSync(path.join(root, 'libs'))) {
   const assets = path.join(root, 'libs', lib, 'assets');
   if (fs.existsSync(assets)) fs.cpSync(assets, path.join(dist, 'libs', lib, 'assets'), { recursive: true });
 }
+// When this build started: test/peers/appliance.ts rebuilds only if a source file is newer.
+fs.writeFileSync(path.join(dist, '.build-stamp'), String(startedAt));

@@ -25,7 +25,9 @@ function randomFile(file: string, mib: number): void {
 
 function chunkFiles(repo: string): string[] {
   const dir = path.join(repo, 'chunks');
-  return fs.readdirSync(dir).flatMap((fan) => fs.readdirSync(path.join(dir, fan)).map((n) => path.join(dir, fan, n)));
+  return fs
+    .readdirSync(dir)
+    .flatMap((fan) => fs.readdirSync(path.join(dir, fan)).filter((n) => !n.includes('.tmp-')).map((n) => path.join(dir, fan, n)));
 }
 
 /** Starts the CLI, waits until `ready()` holds, then kills it with SIGKILL. Fails if it finished first. */

@@ -65,9 +65,7 @@ export async function ensureBuilt(): Promise<void> {
     }
     try {
       if (!isStale()) return;
-      const startedAt = Date.now();
       await run(process.execPath, [path.join(ROOT, 'scripts', 'build.js')], { cwd: ROOT, maxBuffer: 1 << 24 });
-      fs.writeFileSync(STAMP, String(startedAt));
       return;
     } finally {
       fs.closeSync(fd);
