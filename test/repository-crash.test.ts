@@ -166,6 +166,7 @@ describe('repository crash safety (kill -9, disk full)', () => {
       } catch (err) {
         throw new Error(
           `this suite needs to mount a 20 MiB tmpfs (as root: mount -t tmpfs -o size=20m tmpfs DIR): ${(err as Error).message}`,
+          { cause: err },
         );
       }
     });

@@ -32,6 +32,8 @@ export interface GcHooks {
   beforeSweep?: () => Promise<void>;
   /** The exclusive lock this collection took over from a dead holder, if any. */
   staleLocks?: StaleLock[];
+  /** Told about each stale writer marker removed. */
+  onStale?: (stale: StaleLock) => void;
 }
 
 export interface GcReport {
@@ -103,7 +105,9 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}, hoo
       if (!dryRun) await repo.writers.remove(marker.pointId);
       report.staleWritersRemoved.push(marker.pointId);
       const reason = marker.deadReason ?? `no heartbeat for ${Math.round((start - marker.heartbeatAtMs) / 60_000)} min`;
-      report.staleLocks.push({ operation: `backup ${marker.pointId}`, ...marker.owner, reason });
+      const stale: StaleLock = { operation: `backup ${marker.pointId}`, ...marker.owner, reason };
+      report.staleLocks.push(stale);
+      if (!dryRun) hooks.onStale?.(stale);
     } else {
       report.activeWriters.push(marker.pointId);
       cutoff = Math.min(cutoff, marker.startedAtMs);

@@ -319,7 +319,7 @@ export class Repository {
     if (opts.dryRun) return collectGarbage(this, opts);
     const staleLocks: StaleLock[] = [];
     return this.exclusively('gc', staleLocks, (held) =>
-      collectGarbage(this, opts, { staleLocks, beforeSweep: () => held.assertHeld() }),
+      collectGarbage(this, opts, { staleLocks, beforeSweep: () => held.assertHeld(), onStale: this.lockOptions.onStale }),
     );
   }
 
