@@ -16,6 +16,16 @@ if [ "$mode" = test ]; then
   { have mariadbd || have mysqld; } || need+=(mariadb-server)
   have qemu-img || need+=(qemu-utils)
   have vmdkinfo || need+=(libvmdk-utils)
+  have nbdinfo || need+=(libnbd-bin)
+  have nbdkit || need+=(nbdkit)
+  have qemu-system-x86_64 || need+=(qemu-system-x86)
+  have mkfs.fat || need+=(dosfstools)
+  have mcopy || need+=(mtools)
+  have sgdisk || need+=(gdisk)
+  have fls || need+=(sleuthkit)
+  have mkfs.exfat || need+=(exfatprogs)
+  have mkfs.xfs || need+=(xfsprogs)
+  have mkntfs || need+=(ntfs-3g)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"

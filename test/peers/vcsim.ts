@@ -35,6 +35,10 @@ export interface VcsimSeedVm {
   name: string;
   powerOn?: boolean;
   disks: VcsimSeedDisk[];
+  /** QueryChangedDiskAreas also reports areas that did not change (allowed by the API). */
+  cbtOverReport?: boolean;
+  /** Bytes of disk one QueryChangedDiskAreas answer covers (default 64 MiB). */
+  cbtPageBytes?: number;
 }
 
 export interface VcsimOptions {
@@ -112,9 +116,10 @@ export function buildVcsim(): Promise<string> {
 }
 
 async function buildOnce(): Promise<string> {
-  const source = await fs.stat(path.join(SOURCE_DIR, 'main.go'));
+  const sources = (await fs.readdir(SOURCE_DIR)).filter((name) => name.endsWith('.go'));
+  const newest = Math.max(...(await Promise.all(sources.map(async (name) => (await fs.stat(path.join(SOURCE_DIR, name))).mtimeMs))));
   const binary = await fs.stat(BINARY).catch(() => undefined);
-  if (binary && binary.mtimeMs >= source.mtimeMs) return BINARY;
+  if (binary && binary.mtimeMs >= newest) return BINARY;
 
   // Build to a private name, then rename: another process building at the same time only wastes work.
   const temp = `${BINARY}.${process.pid}.${Date.now()}.tmp`;

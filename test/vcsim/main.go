@@ -5,6 +5,8 @@
 // optionally adds VMs whose disks hold real data (-seed, a JSON file), and prints one JSON line on stdout when
 // ready. It runs until SIGINT/SIGTERM, then removes the datastore folders it created.
 //
+// cbt.go adds changed block tracking (changeIds on snapshot disks, QueryChangedDiskAreas).
+//
 // Build offline: GOPATH=/usr/share/gocode GO111MODULE=off go build -o vcsim .
 package main
 
@@ -52,6 +54,10 @@ type seedVM struct {
 	Name    string     `json:"name"`
 	PowerOn bool       `json:"powerOn"`
 	Disks   []seedDisk `json:"disks"`
+	// CbtOverReport makes QueryChangedDiskAreas report areas that did not change too (allowed by the API).
+	CbtOverReport bool `json:"cbtOverReport"`
+	// CbtPageBytes is how much of the disk one QueryChangedDiskAreas answer covers (default 64 MiB).
+	CbtPageBytes int64 `json:"cbtPageBytes"`
 }
 
 type seedDisk struct {
@@ -153,6 +159,24 @@ func main() {
 		log.Fatal(err)
 	}
 	_ = client.Logout(ctx)
+
+	// Changed block tracking (cbt.go): every VM supports it, off until a ReconfigVM_Task turns it on.
+	tracker := newCbtTracker(info.Datastores)
+	for _, entry := range info.VMs {
+		if vm, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "VirtualMachine", Value: entry.ID}).(*simulator.VirtualMachine); ok {
+			vm.Capability.ChangeTrackingSupported = types.NewBool(true)
+			vm.Config.ChangeTrackingEnabled = types.NewBool(false)
+		}
+		tracker.configure(entry.ID, false, 0)
+		for _, s := range seed.VMs {
+			if s.Name == entry.Name {
+				tracker.configure(entry.ID, s.CbtOverReport, s.CbtPageBytes)
+			}
+		}
+	}
+	simulator.Map.AddHandler(tracker)
+	tracker.next = server.Config.Handler
+	server.Config.Handler = tracker
 
 	base := *server.URL
 	base.User = nil

@@ -3,8 +3,10 @@ import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { ConfigModule } from '@vmkeep/config';
 import { InventoryModule } from '@vmkeep/inventory';
 import { PersistenceModule } from '@vmkeep/persistence';
+import { PoliciesModule } from '@vmkeep/policies';
 import { QueueModule } from '@vmkeep/queue';
 import { closeSharedChunkWorkers } from '@vmkeep/repository';
+import { InstantRestoreModule } from '@vmkeep/restore';
 import { AuditController } from './audit/audit.controller';
 import { AuditService } from './audit/audit.service';
 import { AuthController } from './auth/auth.controller';
@@ -15,15 +17,17 @@ import { UsersService } from './auth/users.service';
 import { ErrorsFilter } from './common/errors.filter';
 import { HealthController } from './health.controller';
 import { HostsController } from './hosts/hosts.controller';
+import { InstantSessionsController } from './instant/instant-sessions.controller';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
+import { PoliciesController, VmProtectionController } from './policies/policies.controller';
 import { RestorePointsController } from './restore-points/restore-points.controller';
 import { RestorePointsService } from './restore-points/restore-points.service';
 import { VmsController } from './vms/vms.controller';
 
 /** The HTTP API: controllers, auth and the queue producer. It enqueues backups and never runs them. */
 @Module({
-  imports: [ConfigModule, PersistenceModule, QueueModule, InventoryModule],
+  imports: [ConfigModule, PersistenceModule, QueueModule, InventoryModule, PoliciesModule, InstantRestoreModule],
   controllers: [
     HealthController,
     AuthController,
@@ -33,6 +37,9 @@ import { VmsController } from './vms/vms.controller';
     JobsController,
     RestorePointsController,
     AuditController,
+    PoliciesController,
+    VmProtectionController,
+    InstantSessionsController,
   ],
   providers: [
     AuditService,

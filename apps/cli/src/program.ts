@@ -4,7 +4,9 @@ import { registerAuth } from './commands/auth';
 import { registerBackup } from './commands/backup';
 import { registerDisk } from './commands/disk';
 import { registerHosts } from './commands/hosts';
+import { registerInstant } from './commands/instant';
 import { registerPoints } from './commands/points';
+import { registerPolicies } from './commands/policies';
 import { registerRepo } from './commands/repo';
 import { registerRestore } from './commands/restore';
 import { registerVms } from './commands/vms';
@@ -39,7 +41,7 @@ export async function runCli(argv: string[], io: CliIo, credentials = new Creden
       writeErr: (s) => io.stderr.write(s),
     })
     .showHelpAfterError();
-  for (const register of [registerAuth, registerHosts, registerVms, registerBackup, registerPoints, registerRestore, registerDisk, registerRepo]) {
+  for (const register of [registerAuth, registerHosts, registerVms, registerBackup, registerPoints, registerRestore, registerInstant, registerDisk, registerRepo, registerPolicies]) {
     register(program, run);
   }
   addCommonOptions(program);

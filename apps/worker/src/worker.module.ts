@@ -4,10 +4,11 @@ import { ConfigModule } from '@vmkeep/config';
 import { InventoryModule } from '@vmkeep/inventory';
 import { PersistenceModule } from '@vmkeep/persistence';
 import { BackupWorker } from './backup-worker';
+import { PolicyWorkerModule } from './policy-worker';
 
 /** Root module of the worker process: no HTTP, only queue processors and the snapshot cleanup. */
 @Module({
-  imports: [ConfigModule, PersistenceModule, InventoryModule, BackupModule],
+  imports: [ConfigModule, PersistenceModule, InventoryModule, BackupModule, PolicyWorkerModule],
   providers: [BackupWorker],
 })
 export class WorkerModule {}

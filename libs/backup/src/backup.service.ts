@@ -9,10 +9,27 @@ import {
   VmEntity,
   type RestorePointDisk,
 } from '@vmkeep/persistence';
-import { DiskError } from '@vmkeep/disk';
-import type { DiskWriteStats, PointWriter } from '@vmkeep/repository';
-import { NotFoundError, type MoRef, type VmDiskInfo, type VmInfo, type VsphereSession } from '@vmkeep/vsphere';
-import { In, type Repository as OrmRepository } from 'typeorm';
+import { DiskError, type Disk, type Extent } from '@vmkeep/disk';
+import {
+  IndexFormatError,
+  PointDiskNotFoundError,
+  PointNotFoundError,
+  RepositoryError,
+  type DiskWriteStats,
+  type PointWriter,
+} from '@vmkeep/repository';
+import {
+  ALL_ALLOCATED_CHANGE_ID,
+  collectChangedAreas,
+  FaultError,
+  NotFoundError,
+  type MoRef,
+  type VmDiskInfo,
+  type VmInfo,
+  type VsphereSession,
+} from '@vmkeep/vsphere';
+import { In, Not, type Repository as OrmRepository } from 'typeorm';
+import { AllocatedAreasDisk, areaBytes, planDisk, type DiskPlan, type ParentPoint } from './cbt';
 import { ChunkRepositoryProvider } from './chunk-repository.provider';
 import { BackupCancelled, BackupFailure, describeFailure } from './failure';
 import { ProgressTracker } from './progress';
@@ -31,7 +48,29 @@ interface RunContext {
 /** Counters stored on the job when it succeeds. */
 type BackupStats = Pick<DiskWriteStats, 'newChunks' | 'newBytes' | 'dedupChunks' | 'zeroChunks' | 'bytesRead'> & {
   chunks: number;
+  /** Chunks taken from the parent point's index without reading (incremental disks). */
+  parentChunks: number;
+  /** Bytes the host reported changed (incremental) or allocated ("*" full reads). */
+  changedBytes: number;
+  incrementalDisks: number;
+  fullDisks: number;
 };
+
+/** A committed backup: its row, counters, and the final phase (which says why disks were read whole). */
+interface BackupResult {
+  point: RestorePointEntity;
+  stats: BackupStats;
+  phase: string;
+}
+
+/** What one disk's copy did, for the restore point and the job. */
+interface DiskOutcome {
+  stats: DiskWriteStats;
+  mode: 'full' | 'incremental';
+  fullReason?: string;
+  parentPointId?: string;
+  changedBytes: number;
+}
 
 /** The name of the snapshot a job creates; `SnapshotCleanupService` and leftover removal recognise it. */
 export function snapshotName(jobId: string): string {
@@ -95,12 +134,12 @@ export class BackupService {
     let ctx: Partial<RunContext> = {};
     try {
       ctx = await this.loadContext(job, abort.signal);
-      const { point, stats } = await this.backup(ctx as RunContext);
+      const { point, stats, phase } = await this.backup(ctx as RunContext);
       return await this.finish(job.id, 'succeeded', {
         restorePointId: point.id,
         stats,
         progress: 100,
-        phase: 'done',
+        phase,
         error: null,
       });
     } catch (err) {
@@ -139,13 +178,14 @@ export class BackupService {
     return { job, vm, host, signal };
   }
 
-  private async backup(ctx: RunContext): Promise<{ point: RestorePointEntity; stats: BackupStats }> {
+  private async backup(ctx: RunContext): Promise<BackupResult> {
     const { job, vm, host, signal } = ctx;
     await this.setPhase(job.id, `connecting to ${host.name}`);
     const session = await this.sessions.sessionFor(host.id);
     try {
       const info = await this.currentVm(session, ctx);
       await this.removeLeftovers(session, ctx, info);
+      const cbt = await this.prepareChangeTracking(session, ctx, info);
       signal.throwIfAborted();
 
       const quiesce = job.options?.quiesce === true;
@@ -159,7 +199,7 @@ export class BackupService {
       await this.jobs.update(job.id, { snapshotMoref: snapshot.value });
       try {
         const quiesced = quiesce && info.powerState === 'poweredOn' && info.toolsRunningStatus === 'guestToolsRunning';
-        return await this.copy(session, ctx, info, snapshot, quiesced);
+        return await this.copy(session, ctx, info, snapshot, quiesced, cbt);
       } finally {
         await this.removeSnapshot(session, job.id, snapshot);
       }
@@ -198,13 +238,54 @@ export class BackupService {
     if (removed) this.log.log(`job ${job.id}: removed ${removed} leftover snapshot(s) of earlier runs`);
   }
 
+  /**
+   * Turns changed block tracking on when the job wants it (`options.cbt`, default true) and the VM supports
+   * it. Returns whether this run may use it; a VM where it was just enabled gets it with this run's snapshot.
+   */
+  private async prepareChangeTracking(session: VsphereSession, { job, vm }: RunContext, info: VmInfo): Promise<boolean> {
+    if (job.options?.cbt === false) return false;
+    if (!session.setChangeTracking || !session.queryChangedDiskAreas || info.changeTrackingSupported === false) {
+      this.log.log(`job ${job.id}: VM ${vm.name} does not support changed block tracking; every disk is read whole`);
+      return false;
+    }
+    if (info.changeTrackingEnabled === true) return true;
+    await this.setPhase(job.id, 'enabling changed block tracking');
+    try {
+      await session.setChangeTracking(vm.moref, true);
+    } catch (err) {
+      this.log.warn(`job ${job.id}: enabling changed block tracking on VM ${vm.name} failed: ${describeFailure(err)}`);
+      return false;
+    }
+    this.log.log(`job ${job.id}: changed block tracking enabled on VM ${vm.name}; it takes effect with this backup's snapshot`);
+    return true;
+  }
+
+  /** The VM's last restore point in this repository, and the later run of the VM that did not finish, if any. */
+  private async findParent(ctx: RunContext): Promise<{ parent?: ParentPoint; incomplete?: string }> {
+    const { job, vm } = ctx;
+    const point = await this.points.findOne({
+      where: { vmId: vm.id, kind: 'backup', repositoryPath: this.repository.path },
+      order: { createdAt: 'DESC' },
+    });
+    if (!point) return {};
+    const parent: ParentPoint = { id: point.id, repositoryPointId: point.repositoryPointId, disks: point.disks };
+    const previous = await this.jobs.findOne({
+      where: { vmId: vm.id, type: 'backup', id: Not(job.id), state: In(['succeeded', 'failed', 'cancelled']) },
+      order: { createdAt: 'DESC' },
+      select: { id: true, state: true, createdAt: true, restorePointId: true },
+    });
+    const incomplete = previous && previous.state !== 'succeeded' && previous.createdAt >= point.createdAt ? `job ${previous.id}, ${previous.state}` : undefined;
+    return incomplete ? { parent, incomplete } : { parent };
+  }
+
   private async copy(
     session: VsphereSession,
     ctx: RunContext,
     info: VmInfo,
     snapshot: MoRef,
     quiesced: boolean,
-  ): Promise<{ point: RestorePointEntity; stats: BackupStats }> {
+    cbt: boolean,
+  ): Promise<BackupResult> {
     const { job, vm, host, signal } = ctx;
     const all = await session.snapshotDisks(snapshot);
     const disks = all.filter((d) => !d.skipReason);
@@ -222,8 +303,21 @@ export class BackupService {
     );
     const repo = await this.repository.get();
     const writer = await repo.beginPoint();
-    const stats: BackupStats = { chunks: 0, newChunks: 0, newBytes: 0, dedupChunks: 0, zeroChunks: 0, bytesRead: 0 };
+    const stats: BackupStats = {
+      chunks: 0,
+      newChunks: 0,
+      newBytes: 0,
+      dedupChunks: 0,
+      zeroChunks: 0,
+      bytesRead: 0,
+      parentChunks: 0,
+      changedBytes: 0,
+      incrementalDisks: 0,
+      fullDisks: 0,
+    };
     const pointDisks: RestorePointDisk[] = [];
+    const fullReasons: string[] = [];
+    const { parent, incomplete } = cbt ? await this.findParent(ctx) : {};
     let manifestWritten = false;
     try {
       let before = 0;
@@ -231,14 +325,26 @@ export class BackupService {
         const phase = `reading ${d.label} (${i + 1}/${disks.length})`;
         tracker.update(before, phase);
         const onBytes = (done: number) => tracker.update(before + done);
-        const s = await this.copyDisk(session, info, d, onBytes, writer, signal, host.name);
-        for (const k of Object.keys(stats) as (keyof BackupStats)[]) stats[k] += s[k];
+        const plan: DiskPlan = cbt ? planDisk(d, parent, incomplete) : { mode: 'full', reason: 'changed block tracking is off for this job', allocatedOnly: false };
+        const outcome = await this.copyDisk(session, { ctx, info, snapshot, plan }, d, onBytes, writer);
+        const s = outcome.stats;
+        stats.chunks += s.chunks;
+        stats.newChunks += s.newChunks;
+        stats.newBytes += s.newBytes;
+        stats.dedupChunks += s.dedupChunks;
+        stats.zeroChunks += s.zeroChunks;
+        stats.bytesRead += s.bytesRead;
+        stats.parentChunks += s.parentChunks ?? 0;
+        stats.changedBytes += outcome.changedBytes;
+        stats[outcome.mode === 'incremental' ? 'incrementalDisks' : 'fullDisks']++;
+        if (outcome.fullReason && cbt) fullReasons.push(`${d.label}: ${outcome.fullReason}`);
         pointDisks.push({
           key: diskKey(d),
           deviceKey: d.key,
           label: d.label,
           capacityBytes: d.capacityBytes,
           fileName: d.fileName,
+          ...diskRecord(d, outcome),
         });
         before += d.capacityBytes;
       }
@@ -267,7 +373,8 @@ export class BackupService {
           storedBytes: stats.newBytes,
         }),
       );
-      return { point, stats };
+      const phase = fullReasons.length ? `done; full read of ${fullReasons.join('; ')}`.slice(0, 255) : 'done';
+      return { point, stats, phase };
     } catch (err) {
       await tracker.drain();
       if (manifestWritten) {
@@ -279,26 +386,67 @@ export class BackupService {
     }
   }
 
+  /**
+   * Copies one disk as planned: incremental (only the areas QueryChangedDiskAreas reports, the rest from the
+   * parent's index), or full ("*" to skip unallocated areas where CBT is active). An incremental whose changeId
+   * the host rejects, or whose parent point cannot be read, falls back to a full read and says why.
+   */
   private async copyDisk(
     session: VsphereSession,
-    info: VmInfo,
+    job: { ctx: RunContext; info: VmInfo; snapshot: MoRef; plan: DiskPlan },
     disk: VmDiskInfo,
     onBytes: (done: number) => void,
     writer: PointWriter,
-    signal: AbortSignal,
-    hostName: string,
-  ): Promise<DiskWriteStats> {
+  ): Promise<DiskOutcome> {
+    const { ctx, info, snapshot, plan } = job;
+    const { signal, host } = ctx;
+    const where = `${disk.label} of VM ${ctx.vm.name}`;
+    const query = (changeId: string) =>
+      collectChangedAreas(
+        (start) => session.queryChangedDiskAreas!(ctx.vm.moref, snapshot, disk.key, start, changeId),
+        disk.capacityBytes,
+        where,
+      );
     const source = await session.openDisk(info.datacenterPath, disk);
-    try {
-      return await writer.writeDisk(diskKey(disk), source, {
-        meta: { deviceKey: disk.key, label: disk.label, capacityBytes: disk.capacityBytes, fileName: disk.fileName },
+    const write = (from: Disk, cbtMeta: Partial<RestorePointDisk>, parent?: { pointId: string; diskKey: string; changed: Extent[] }) =>
+      writer.writeDisk(diskKey(disk), from, {
+        meta: { deviceKey: disk.key, label: disk.label, capacityBytes: disk.capacityBytes, fileName: disk.fileName, ...cbtMeta },
         onProgress: (p) => onBytes(p.bytesDone),
         signal,
+        ...(parent ? { parent } : {}),
       });
+    try {
+      let fullReason = plan.mode === 'full' ? plan.reason : undefined;
+      if (plan.mode === 'incremental') {
+        try {
+          const { areas } = await query(plan.changeId);
+          const outcome = { mode: 'incremental', parentPointId: plan.parent.id, changedBytes: areaBytes(areas) } as const;
+          const parent = { pointId: plan.parent.repositoryPointId, diskKey: plan.parentDisk.key, changed: areas };
+          return { ...outcome, stats: await write(source, diskRecord(disk, outcome), parent) };
+        } catch (err) {
+          if (signal.aborted) throw err;
+          fullReason = incrementalFailure(err);
+          if (!fullReason) throw err;
+          this.log.warn(`job ${ctx.job.id}: ${where}: ${fullReason}; reading it whole`);
+          await this.setPhase(ctx.job.id, `${disk.label}: ${fullReason}; reading it whole`.slice(0, 255));
+        }
+      }
+      if (disk.changeId && (plan.mode === 'incremental' || plan.allocatedOnly)) {
+        try {
+          const { areas } = await query(ALL_ALLOCATED_CHANGE_ID);
+          const outcome = { mode: 'full', fullReason, changedBytes: areaBytes(areas) } as const;
+          return { ...outcome, stats: await write(new AllocatedAreasDisk(source, areas), diskRecord(disk, outcome)) };
+        } catch (err) {
+          if (!(err instanceof FaultError) || signal.aborted) throw err;
+          fullReason = `${fullReason}; the host did not list allocated areas (${err.fault})`;
+        }
+      }
+      const stats = await write(source, diskRecord(disk, { mode: 'full', fullReason }));
+      return { stats, mode: 'full', fullReason, changedBytes: stats.bytesRead };
     } catch (err) {
       if (signal.aborted) throw err;
-      const detail = err instanceof DiskError ? err.message : describeFailure(err, { hostName });
-      throw new BackupFailure(`reading ${disk.label} from ${hostName} failed: ${detail}`, { cause: err });
+      const detail = err instanceof DiskError ? err.message : describeFailure(err, { hostName: host.name });
+      throw new BackupFailure(`reading ${disk.label} from ${host.name} failed: ${detail}`, { cause: err });
     } finally {
       await source.close().catch(() => undefined);
     }
@@ -331,6 +479,29 @@ export class BackupService {
     await this.jobs.update(jobId, { ...fields, state, finishedAt: new Date() });
     return state;
   }
+}
+
+/** Why an incremental could not be done, for errors that call for a full read instead; undefined otherwise. */
+function incrementalFailure(err: unknown): string | undefined {
+  if (err instanceof FaultError && ['InvalidArgument', 'FileFault', 'NotFound'].includes(err.fault)) {
+    return `the host rejected the changeId (${err.fault}: changed block tracking was reset)`;
+  }
+  if (err instanceof PointNotFoundError || err instanceof PointDiskNotFoundError || err instanceof IndexFormatError) {
+    return `the parent restore point cannot be read (${err.message})`;
+  }
+  if (err instanceof RepositoryError && ['PARENT_UNREADABLE', 'PARENT_MISMATCH'].includes(err.code)) {
+    return `the parent restore point cannot be read (${err.message})`;
+  }
+  return undefined;
+}
+
+/** The CBT fields of a restore point disk. */
+function diskRecord(disk: VmDiskInfo, outcome: Pick<DiskOutcome, 'mode' | 'fullReason' | 'parentPointId'>): Partial<RestorePointDisk> {
+  const record: Partial<RestorePointDisk> = { backupMode: outcome.mode };
+  if (disk.changeId) record.changeId = disk.changeId;
+  if (outcome.parentPointId) record.parentPointId = outcome.parentPointId;
+  if (outcome.fullReason) record.fullReason = outcome.fullReason;
+  return record;
 }
 
 /** Name of a disk inside a restore point. */

@@ -120,6 +120,22 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig: instant restore NBD server', () => {
+  it('listens on 127.0.0.1:10809 by default and reads host, port and allow-list', () => {
+    const d = loadConfig({}, CWD);
+    expect(d.nbd).toEqual({
+      host: '127.0.0.1',
+      port: 10809,
+      allow: [],
+      scratchDir: path.join(CWD, 'data', 'instant'),
+      migrateDir: path.join(CWD, 'data', 'migrated'),
+    });
+    const c = loadConfig({ VMKEEP_NBD_HOST: '10.0.0.5', VMKEEP_NBD_PORT: '20809', VMKEEP_NBD_ALLOW: '10.0.0.0/8, 192.168.1.7' }, CWD);
+    expect(c.nbd).toMatchObject({ host: '10.0.0.5', port: 20809, allow: ['10.0.0.0/8', '192.168.1.7'] });
+    expect(() => loadConfig({ VMKEEP_NBD_PORT: '70000' }, CWD)).toThrow(/VMKEEP_NBD_PORT/);
+  });
+});
+
 describe('loadCliConfig', () => {
   it('takes flags over environment over defaults and trims trailing slashes', () => {
     expect(loadCliConfig({}, {})).toEqual({ url: 'http://127.0.0.1:8080', token: undefined });

@@ -27,6 +27,7 @@ export interface AppConfig {
   api: { host: string; port: number; tokenTtlHours: number };
   admin: { username: string; password?: string; passwordFile: string };
   worker: WorkerConfig;
+  nbd: NbdConfig;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
 }
 
@@ -39,6 +40,20 @@ export interface WorkerConfig {
   lockMs: number;
   /** BullMQ stalledInterval: how often workers look for stalled jobs and hand them out again. */
   stalledIntervalMs: number;
+}
+
+/** The NBD server of instant restore. */
+export interface NbdConfig {
+  /** Listen address: VMKEEP_NBD_HOST (default 127.0.0.1). Also the host of the nbd:// URLs handed out. */
+  host: string;
+  /** VMKEEP_NBD_PORT (default 10809, the IANA NBD port). */
+  port: number;
+  /** VMKEEP_NBD_ALLOW: comma-separated client IPs/CIDR ranges; empty = any client that knows a session token. */
+  allow: string[];
+  /** Copy-on-write overlays of writable sessions: <data>/instant. */
+  scratchDir: string;
+  /** Where "migrate to production" writes merged disks: <data>/migrated. */
+  migrateDir: string;
 }
 
 export interface CliConfig {
@@ -139,6 +154,13 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): AppConf
       lockMs: int('VMKEEP_WORKER_LOCK_MS', BULLMQ_LOCK_MS, 1000, HOUR_MS),
       stalledIntervalMs: int('VMKEEP_WORKER_STALLED_INTERVAL_MS', BULLMQ_STALLED_INTERVAL_MS, 500, HOUR_MS),
     },
+    nbd: {
+      host: str('VMKEEP_NBD_HOST') ?? '127.0.0.1',
+      port: int('VMKEEP_NBD_PORT', 10809, 0, 65535),
+      allow: (str('VMKEEP_NBD_ALLOW') ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+      scratchDir: path.join(dataDir, 'instant'),
+      migrateDir: path.join(dataDir, 'migrated'),
+    },
     logLevel,
   };
   if (problems.length) throw new ConfigError(problems);
@@ -167,6 +189,8 @@ export interface RepoCliConfig {
   passphrase?: string;
   /** VMKEEP_NEW_PASSPHRASE: the new passphrase of `repo passphrase`; undefined = ask interactively. */
   newPassphrase?: string;
+  /** VMKEEP_TARGET_PASSPHRASE: passphrase of the target of `repo copy`; undefined = ask interactively. */
+  targetPassphrase?: string;
 }
 
 /** Settings of the repository commands: the --repo flag wins over VMKEEP_REPO. Passphrases are never trimmed. */
@@ -177,5 +201,6 @@ export function loadRepoCliConfig(flags: { repo?: string }, env: Env = process.e
     repo: repo === undefined || repo.trim() === '' ? undefined : repo,
     passphrase: secret(env.VMKEEP_PASSPHRASE),
     newPassphrase: secret(env.VMKEEP_NEW_PASSPHRASE),
+    targetPassphrase: secret(env.VMKEEP_TARGET_PASSPHRASE),
   };
 }

@@ -62,3 +62,6 @@ export class BufferDisk implements Disk {
   }
   async close(): Promise<void> {}
 }
+
+// Kept last: overlay.ts uses the definitions above.
+export * from './overlay';

@@ -39,3 +39,7 @@ export { PointDisk } from './point-disk';
 export type { EncryptionConfig, RepositoryConfig, InitOptions } from './repo-config';
 export type { PointFolder, PruneOptions, PruneResult, RuntimeOptions, WriteDiskOptions } from './repository';
 export { Repository, PointWriter } from './repository';
+export type { ObjectInfo, ObjectStorage, S3Credentials, S3StorageOptions } from './storage';
+export { FsStorage, S3Storage, StorageError } from './storage';
+export type { CopyOptions, CopyProgress, CopyReport } from './copy';
+export { copyPoints } from './copy';

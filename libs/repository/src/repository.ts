@@ -3,7 +3,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type { Disk } from '@vmkeep/disk';
+import type { Disk, Extent } from '@vmkeep/disk';
 import { ArchiveChange, ArchiveRecords, ArchiveStatus } from './archive';
 import { fsyncDir, writeFileAtomic } from './atomic';
 import { BadChunkList, BadChunkRecord } from './bad-chunks';
@@ -93,6 +93,13 @@ export interface PointFolder {
 
 export interface WriteDiskOptions {
   meta?: Record<string, unknown>;
+  /**
+   * Incremental write: a disk of a committed point of this repository holding the same disk as it was, and
+   * the areas that changed since. Only chunks touching `changed` are read; the others keep the parent's chunk
+   * ids. The parent must have the same size (RepositoryError PARENT_MISMATCH); a parent chunk missing from the
+   * store is PARENT_UNREADABLE, a missing point or disk PointNotFoundError / PointDiskNotFoundError.
+   */
+  parent?: { pointId: string; diskKey: string; changed: Extent[] };
   onProgress?: (p: WriteProgress) => void;
   signal?: AbortSignal;
 }
@@ -270,6 +277,14 @@ export class Repository {
     return manifest;
   }
 
+  /** The manifest entry of a disk of a committed point (PointNotFoundError / PointDiskNotFoundError). */
+  async manifestDisk(pointId: string, diskKey: string): Promise<ManifestDisk> {
+    assertDiskKey(diskKey);
+    const disk = (await this.readManifest(pointId)).disks.find((d) => d.key === diskKey);
+    if (!disk) throw new PointDiskNotFoundError(pointId, diskKey);
+    return disk;
+  }
+
   /** A disk of a committed point as a Disk (reads verify every chunk; missing/corrupt chunks throw). */
   async openDisk(pointId: string, diskKey: string): Promise<PointDisk> {
     assertDiskKey(diskKey);
@@ -294,6 +309,45 @@ export class Repository {
   /** A chunk's verified plaintext. */
   async loadChunk(id: Buffer): Promise<Buffer> {
     return this.decodeChunk(id, await this.store.get(id));
+  }
+
+  /** @internal the id this repository gives a chunk of plaintext `data` (keyed when encrypted). */
+  async chunkIdOf(data: Buffer): Promise<Buffer> {
+    return (await this.codec.hash(this.scheme, data)).id;
+  }
+
+  /** @internal whether chunk ids of this repository and `other` are computed the same way (plain SHA-256 in both). */
+  sharesChunkIdsWith(other: Repository): boolean {
+    return this.scheme.algorithm === 'sha256' && other.scheme.algorithm === 'sha256';
+  }
+
+  /** @internal stores plaintext `data` under `id` (encoded and, encrypted, sealed); returns the stored bytes. */
+  async storeChunk(id: Buffer, data: Buffer): Promise<number> {
+    const encKey = this.#keys?.encKey;
+    const blob = await this.codec.encode(data, this.compressionLevel, encKey ? { key: encKey, id } : undefined);
+    const knownBad = (await this.badChunks.ids()).has(id.toString('hex'));
+    await this.store.insert(id, blob, { overwrite: knownBad });
+    if (knownBad) await this.badChunks.remove(id.toString('hex'));
+    return blob.length;
+  }
+
+  /** @internal starts writing a disk index of a point, sealed with this repository's key when encrypted. */
+  createIndexWriter(pointId: string, diskKey: string, diskSize: number): Promise<FixedIndexWriter> {
+    assertDiskKey(diskKey);
+    const encKey = this.#keys?.encKey;
+    const sealing = encKey && { key: encKey, name: `${pointId}/${diskKey}` };
+    return FixedIndexWriter.create(this.indexPath(pointId, diskKey), diskSize, this.chunkSize, sealing);
+  }
+
+  /** @internal a writer for a point with a given id and time (a copy keeps the source's); invisible until commit. */
+  continuePoint(pointId: string, createdAt: Date): PointWriter {
+    if (!isPointId(pointId)) throw new PointNotFoundError(String(pointId));
+    return new PointWriter(this, { id: pointId, createdAt });
+  }
+
+  /** Whether a committed point with this id exists. */
+  async hasPoint(pointId: string): Promise<boolean> {
+    return isPointId(pointId) && (await this.tryReadManifest(pointId)) !== undefined;
   }
 
   /** Checks a stored blob (CRC, authentication, decompression, id) and returns the plaintext. */
@@ -542,7 +596,12 @@ export class Repository {
         knownBad: await this.badChunks.ids(),
         onRepaired: (hex: string) => this.badChunks.remove(hex),
       };
-      const stats = await writeDiskChunks(deps, source, index, { diskKey: key, ...opts });
+      const parent = opts.parent && {
+        index: await this.readIndex(opts.parent.pointId, await this.manifestDisk(opts.parent.pointId, opts.parent.diskKey)),
+        changed: opts.parent.changed,
+        name: `point ${opts.parent.pointId} disk ${opts.parent.diskKey}`,
+      };
+      const stats = await writeDiskChunks(deps, source, index, { diskKey: key, onProgress: opts.onProgress, signal: opts.signal, parent });
       await index.finish();
       return stats;
     } catch (err) {
@@ -577,10 +636,12 @@ export class PointWriter {
   private readonly disks: ManifestDisk[] = [];
   private marker?: Promise<ActiveWriterMarker>;
 
-  constructor(private readonly repo: Repository) {
-    const { id, createdAt } = newPointId();
-    this.id = id;
-    this.createdAt = createdAt;
+  constructor(
+    private readonly repo: Repository,
+    identity: { id: string; createdAt: Date } = newPointId(),
+  ) {
+    this.id = identity.id;
+    this.createdAt = identity.createdAt;
   }
 
   /** Stores `source` as disk `key` of this point. Disks of one point may be written concurrently. */
@@ -599,6 +660,28 @@ export class PointWriter {
       return stats;
     } finally {
       this.writing.delete(key);
+    }
+  }
+
+  /**
+   * @internal adds a disk whose index `write` produces itself (backup copy): runs after this writer's marker
+   * exists, so a concurrent garbage collection keeps the chunks it references.
+   */
+  async addDisk(disk: ManifestDisk, write: () => Promise<void>): Promise<void> {
+    assertDiskKey(disk.key);
+    this.assertOpen('write a disk');
+    if (this.writing.has(disk.key) || this.disks.some((d) => d.key === disk.key)) {
+      throw new PointStateError(`point ${this.id} already has a disk ${disk.key}`);
+    }
+    const meta = checkMeta(disk.meta, `meta of disk ${disk.key}`);
+    this.writing.add(disk.key);
+    try {
+      await this.startMarker();
+      await fs.mkdir(this.repo.pointDir(this.id), { recursive: true });
+      await write();
+      this.disks.push({ ...disk, meta });
+    } finally {
+      this.writing.delete(disk.key);
     }
   }
 
@@ -637,6 +720,13 @@ export class PointWriter {
     const marker = this.marker;
     marker.catch(() => this.marker === marker && (this.marker = undefined));
     return marker;
+  }
+
+  /** @internal stops this writer without removing what it wrote (a copy resumes from it); releases its marker. */
+  async release(): Promise<void> {
+    if (this.state === 'committed' || this.state === 'committing') return;
+    this.state = 'aborted';
+    await (await this.marker?.catch(() => undefined))?.release();
   }
 
   /** Drops an uncommitted point: removes its index files. Its chunks stay (garbage collection's job). */

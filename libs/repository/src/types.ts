@@ -16,6 +16,8 @@ export interface DiskWriteStats {
   newBytes: number;
   /** Bytes actually read from the source disk. */
   bytesRead: number;
+  /** Chunks taken unchanged from the parent point's index (incremental writes). */
+  parentChunks?: number;
 }
 
 export interface ManifestDisk {

@@ -9,7 +9,7 @@ import type { ChunkCodec } from './chunk-workers';
 import type { ChunkStore } from './chunk-store';
 import { ZERO_CHUNK_ID } from './constants';
 import { RepositoryError, WriteAbortedError } from './errors';
-import type { FixedIndexWriter } from './fixed-index';
+import type { FixedIndex, FixedIndexWriter } from './fixed-index';
 import type { DiskWriteStats, WriteProgress } from './types';
 
 export interface PipelineDeps {
@@ -28,8 +28,18 @@ export interface PipelineDeps {
   onRepaired?: (idHex: string) => Promise<void>;
 }
 
+/** An incremental write: chunks outside `changed` are taken from the parent's index instead of read. */
+export interface ParentIndex {
+  index: FixedIndex;
+  /** Where the source may differ from the parent (any overlap makes the whole chunk read). */
+  changed: Extent[];
+  /** Names the parent in errors ("point X disk Y"). */
+  name: string;
+}
+
 export interface PipelineOptions {
   diskKey: string;
+  parent?: ParentIndex;
   onProgress?: (p: WriteProgress) => void;
   signal?: AbortSignal;
 }
@@ -37,7 +47,7 @@ export interface PipelineOptions {
 /** Minimum interval between two progress callbacks (a final one always follows). */
 export const PROGRESS_INTERVAL_MS = 200;
 
-type ChunkOutcome = { id: Buffer; kind: 'zero' | 'dedup' } | { id: Buffer; kind: 'new'; storedBytes: number };
+type ChunkOutcome = { id: Buffer; kind: 'zero' | 'dedup' | 'parent' } | { id: Buffer; kind: 'new'; storedBytes: number };
 
 /** Sorted, merged extents clipped to [0, size). Sources are trusted to be sane, but not blindly. */
 export function normalizeExtents(extents: Extent[], size: number): Extent[] {
@@ -87,7 +97,15 @@ export async function writeDiskChunks(
     newChunks: 0,
     newBytes: 0,
     bytesRead: 0,
+    parentChunks: 0,
   };
+  const parent = opts.parent;
+  if (parent && (parent.index.diskSize !== size || parent.index.chunkSize !== chunkSize)) {
+    throw new RepositoryError(
+      `${parent.name} has ${parent.index.diskSize} bytes in ${parent.index.chunkSize}-byte chunks; the disk has ${size} in ${chunkSize}`,
+      'PARENT_MISMATCH',
+    );
+  }
   const zeros = Buffer.alloc(chunkSize);
   const inFlight = new Map<string, Promise<unknown>>();
   const checkAbort = () => {
@@ -137,6 +155,17 @@ export async function writeDiskChunks(
     return storeChunk(data);
   };
 
+  /** A chunk the parent holds unchanged: its id, refreshed so a concurrent garbage collection keeps it. */
+  const fromParent = async (index: FixedIndex, i: number): Promise<ChunkOutcome | undefined> => {
+    if (index.isZero(i)) return { id: ZERO_CHUNK_ID, kind: 'zero' };
+    const id = index.idAt(i);
+    if (deps.knownBad?.has(id.toString('hex'))) return undefined; // verify found it bad: read it again
+    if (!(await deps.store.refresh(id))) {
+      throw new RepositoryError(`${parent?.name}: chunk ${id.toString('hex')} is missing from the store`, 'PARENT_UNREADABLE');
+    }
+    return { id, kind: 'parent' };
+  };
+
   let bytesDone = 0;
   let lastProgress = Date.now();
   const consume = async (outcome: ChunkOutcome, length: number) => {
@@ -145,6 +174,7 @@ export async function writeDiskChunks(
       stats.newChunks++;
       stats.newBytes += outcome.storedBytes;
     } else if (outcome.kind === 'zero') stats.zeroChunks++;
+    else if (outcome.kind === 'parent') stats.parentChunks = (stats.parentChunks ?? 0) + 1;
     else stats.dedupChunks++;
     bytesDone += length;
     const now = Date.now();
@@ -157,13 +187,19 @@ export async function writeDiskChunks(
   checkAbort();
   const extents = normalizeExtents(await source.extents(), size);
   const cursor = { from: 0 };
+  const changed = parent ? normalizeExtents(parent.changed, size) : [];
+  const changedCursor = { from: 0 };
   const window: { promise: Promise<ChunkOutcome>; length: number }[] = [];
   try {
     for (let i = 0; i < index.count; i++) {
       checkAbort();
       const start = i * chunkSize;
       const length = Math.min(chunkSize, size - start);
-      const promise = processChunk(start, length, piecesOf(extents, cursor, start, start + length));
+      const pieces = piecesOf(extents, cursor, start, start + length);
+      const unchanged = parent !== undefined && piecesOf(changed, changedCursor, start, start + length).length === 0;
+      const promise = unchanged && parent
+        ? fromParent(parent.index, i).then((outcome) => outcome ?? processChunk(start, length, pieces))
+        : processChunk(start, length, pieces);
       // Rejections are handled when the chunk reaches the head of the window (or in the cleanup below).
       promise.catch(() => undefined);
       window.push({ promise, length });

@@ -2,6 +2,7 @@
  * connect(): a logged-in VsphereSession over node-soap. See README.md for the contract.
  */
 import type { Disk } from '@vmkeep/disk';
+import { parseDiskChangeInfo, type DiskChangeInfo } from './cbt';
 import { VimConnection } from './connection';
 import { openDatastoreDisk, type DatastoreDiskOptions } from './datastore-disk';
 import { parseDisks } from './devices';
@@ -132,6 +133,29 @@ export class VimSession implements VsphereSession {
     const [object] = await this.retrieve([objectsSpec(snapshot.type, [snapshot], ['config.hardware.device'])]);
     if (!object) throw new NotFoundError(`snapshot ${snapshot.value} not found on ${this.connection.host}`);
     return parseDisks(object.props.get('config.hardware.device'));
+  }
+
+  async setChangeTracking(vmId: string, enabled: boolean): Promise<void> {
+    const task = moRef(
+      await this.invoke('ReconfigVM_Task', {
+        _this: moRefArg({ type: 'VirtualMachine', value: vmId }),
+        spec: { changeTrackingEnabled: enabled },
+      }),
+    );
+    if (!task) throw new VsphereError(`${this.connection.host}: ReconfigVM_Task returned no task`);
+    const what = `${enabled ? 'enabling' : 'disabling'} changed block tracking of VM ${vmId}`;
+    await waitForTask(this.invoke, this.collector, task, what, this.options.task);
+  }
+
+  async queryChangedDiskAreas(vmId: string, snapshot: MoRef, deviceKey: number, startOffset: number, changeId: string): Promise<DiskChangeInfo> {
+    const value = await this.invoke('QueryChangedDiskAreas', {
+      _this: moRefArg({ type: 'VirtualMachine', value: vmId }),
+      snapshot: moRefArg(snapshot),
+      deviceKey,
+      startOffset,
+      changeId,
+    });
+    return parseDiskChangeInfo(value, `${this.connection.host}: disk ${deviceKey} of VM ${vmId}`);
   }
 
   openDisk(datacenterPath: string, disk: VmDiskInfo): Promise<Disk> {

@@ -6,3 +6,4 @@ export { openDatastoreDisk, folderUrl, parseContentRange, type DatastoreDiskOpti
 export { parseDescriptor, flatExtent, looksLikeDescriptor, type VmdkDescriptor, type DescriptorExtent } from './vmdk-descriptor';
 export { parseDatastorePath, diskSkipReason } from './devices';
 export type { WaitOptions } from './tasks';
+export { parseDiskChangeInfo, collectChangedAreas, ALL_ALLOCATED_CHANGE_ID, type DiskChangeInfo, type ChangedAreas } from './cbt';

@@ -5,7 +5,7 @@
 import { parseDisks, parseSnapshots } from './devices';
 import type { ObjectProps } from './property-collector';
 import type { AboutInfo, Inventory, MoRef, VmInfo } from './types';
-import { field, int, moRef, refKey, text, type SoapValue } from './values';
+import { bool, field, int, moRef, refKey, text, type SoapValue } from './values';
 
 export const VM_PATHS = [
   'name',
@@ -14,6 +14,8 @@ export const VM_PATHS = [
   'config.instanceUuid',
   'config.guestId',
   'config.hardware.device',
+  'config.changeTrackingEnabled',
+  'capability.changeTrackingSupported',
   'runtime.powerState',
   'runtime.host',
   'guest.toolsStatus',
@@ -140,6 +142,10 @@ export function vmFromProps(object: ObjectProps, tree: EntityTree, datastoreName
     ['cluster', cluster?.name],
   ];
   for (const [key, value] of optional) if (value !== undefined) (vm as unknown as Record<string, unknown>)[key] = value;
+  const cbtEnabled = bool(props.get('config.changeTrackingEnabled'));
+  const cbtSupported = bool(props.get('capability.changeTrackingSupported'));
+  if (cbtEnabled !== undefined) vm.changeTrackingEnabled = cbtEnabled;
+  if (cbtSupported !== undefined) vm.changeTrackingSupported = cbtSupported;
   return vm;
 }
 

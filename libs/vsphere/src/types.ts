@@ -1,4 +1,5 @@
 import type { Disk } from '@vmkeep/disk';
+import type { DiskChangeInfo } from './cbt';
 
 /** How to reach a vCenter or ESXi host. */
 export interface ConnectOptions {
@@ -57,6 +58,10 @@ export interface VmInfo {
   host?: string;
   disks: VmDiskInfo[];
   snapshots: { ref: MoRef; name: string; description?: string }[];
+  /** config.changeTrackingEnabled (CBT switched on; active after the next stun, e.g. a snapshot). */
+  changeTrackingEnabled?: boolean;
+  /** capability.changeTrackingSupported (hardware version 7 or later on a host that has CBT). */
+  changeTrackingSupported?: boolean;
 }
 
 export interface Inventory {
@@ -89,5 +94,16 @@ export interface VsphereSession {
    * Reads the .vmdk descriptor to find the flat extent. `datacenterPath` comes from VmInfo.
    */
   openDisk(datacenterPath: string, disk: VmDiskInfo): Promise<Disk>;
+  /**
+   * ReconfigVM_Task(spec.changeTrackingEnabled) and waits for the task. Optional: a session without it cannot
+   * do changed block tracking. Turning CBT off and on again resets it (every earlier changeId becomes invalid).
+   */
+  setChangeTracking?(vmId: string, enabled: boolean): Promise<void>;
+  /**
+   * One QueryChangedDiskAreas call: the areas of disk `deviceKey` of `snapshot` changed since `changeId` ("*":
+   * all allocated areas), for the part of the disk starting at `startOffset` the host chose to answer. A
+   * rejected changeId is a FaultError (InvalidArgument / FileFault). Optional like setChangeTracking.
+   */
+  queryChangedDiskAreas?(vmId: string, snapshot: MoRef, deviceKey: number, startOffset: number, changeId: string): Promise<DiskChangeInfo>;
   logout(): Promise<void>;
 }

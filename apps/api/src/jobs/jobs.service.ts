@@ -1,8 +1,9 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { In, Repository } from 'typeorm';
 import { VmkeepError } from '@vmkeep/contracts';
 import { JobEntity, VmEntity } from '@vmkeep/persistence';
+import { BackupJobsService } from '@vmkeep/policies';
 import { BackupQueue } from '@vmkeep/queue';
 import type { AuthUser } from '../auth/auth.decorators';
 import { paging } from '../common/paging';
@@ -11,43 +12,15 @@ import type { JobDto, JobPageDto, JobsQueryDto } from './jobs.dto';
 /** Creates backup jobs (database row first, then the queue) and cancels them. Never runs a backup itself. */
 @Injectable()
 export class JobsService {
-  private readonly logger = new Logger('Jobs');
-
   constructor(
     @InjectRepository(JobEntity) private readonly jobs: Repository<JobEntity>,
-    @InjectRepository(VmEntity) private readonly vms: Repository<VmEntity>,
     private readonly queue: BackupQueue,
+    private readonly backupJobs: BackupJobsService,
   ) {}
 
+  /** Creates a "back up now" job through the shared BackupJobsService (also used by policy runs). */
   async startBackup(vmId: string, quiesce: boolean, user: AuthUser): Promise<{ job: JobDto; vm: VmEntity }> {
-    const vm = await this.vms.findOneBy({ id: vmId });
-    if (!vm) throw new VmkeepError(`VM ${vmId} not found`, 'not_found');
-    if (vm.missing) {
-      throw new VmkeepError(`VM ${vm.name} was not found on its host by the last inventory sync; sync the host again`, 'conflict');
-    }
-    const active = await this.jobs.findOneBy({ vmId, type: 'backup', state: In(['queued', 'running']) });
-    if (active) throw new VmkeepError(`VM ${vm.name} already has a ${active.state} backup job (${active.id})`, 'conflict');
-    const job = await this.jobs.save(
-      this.jobs.create({ type: 'backup', state: 'queued', vmId, requestedBy: user.id, options: { quiesce } }),
-    );
-    // Two requests may both have passed the check above: the oldest job wins, the others withdraw.
-    const [first] = await this.jobs.find({
-      where: { vmId, type: 'backup', state: In(['queued', 'running']) },
-      order: { createdAt: 'ASC', id: 'ASC' },
-      take: 1,
-    });
-    if (first && first.id !== job.id) {
-      await this.jobs.delete({ id: job.id });
-      throw new VmkeepError(`VM ${vm.name} already has a ${first.state} backup job (${first.id})`, 'conflict');
-    }
-    try {
-      await this.queue.enqueue(job.id);
-    } catch (err) {
-      const message = `could not enqueue the job: ${(err as Error).message}`;
-      await this.jobs.update(job.id, { state: 'failed', error: message, finishedAt: new Date() });
-      this.logger.error(`job ${job.id}: ${message}`);
-      throw new VmkeepError(message, 'unavailable');
-    }
+    const { job, vm } = await this.backupJobs.create(vmId, { quiesce }, user.id);
     return { job: jobView(job), vm };
   }
 

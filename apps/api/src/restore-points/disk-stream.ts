@@ -1,5 +1,8 @@
 import type { ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Disk } from '@vmkeep/disk';
+import type { ExportStream } from '@vmkeep/restore';
 
 /** An inclusive byte range, as in Content-Range. */
 export interface ByteRange {
@@ -64,4 +67,22 @@ function drained(res: ServerResponse): Promise<void> {
     res.on('drain', done);
     res.on('close', done);
   });
+}
+
+/**
+ * Sends an export as a 200 download named `fileName`: with Content-Length when the export knows its length,
+ * chunked otherwise. Sent only as fast as the client takes it; a client that goes away stops the reads. An
+ * error while streaming destroys the response (the client sees a truncated transfer) and is rethrown.
+ */
+export async function streamExport(exp: ExportStream, res: ServerResponse, fileName: string): Promise<void> {
+  res.statusCode = 200;
+  res.setHeader('Content-Type', exp.contentType);
+  res.setHeader('Content-Disposition', `attachment; filename="${fileName}"`);
+  if (exp.length !== undefined) res.setHeader('Content-Length', String(exp.length));
+  if (res.req?.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  res.flushHeaders();
+  await pipeline(Readable.from(exp.chunks, { objectMode: false }), res);
 }

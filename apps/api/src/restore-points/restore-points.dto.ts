@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsOptional, IsUUID } from 'class-validator';
+import { IsIn, IsOptional, IsUUID } from 'class-validator';
+import { DISK_EXPORT_FORMATS, type DiskExportFormat } from '@vmkeep/restore';
 
 export class RestorePointsQueryDto {
   @ApiPropertyOptional({ format: 'uuid' })
@@ -27,4 +28,13 @@ export class RestorePointDto {
   @ApiProperty({ description: 'Sum of the virtual disk sizes' }) sizeBytes!: number;
   @ApiProperty({ description: 'Bytes this point added to the repository' }) storedBytes!: number;
   @ApiProperty() createdAt!: Date;
+}
+
+export class DiskExportQueryDto {
+  @ApiProperty({
+    enum: DISK_EXPORT_FORMATS,
+    description: 'vmdk-stream: VMDK streamOptimized (compressed, chunked); vhdx: dynamic VHDX; raw: the bytes as they are',
+  })
+  @IsIn(DISK_EXPORT_FORMATS)
+  format!: DiskExportFormat;
 }

@@ -31,14 +31,39 @@ export class RestorePointsService {
     return row ? (await this.views([row]))[0] : null;
   }
 
-  /** Opens one disk of the point from the repository; the caller closes it. */
-  async openDisk(id: string, key: string): Promise<{ disk: Disk; fileName: string }> {
+  /**
+   * Opens one disk of the point from the repository; the caller closes it. `baseName` (date and disk label) is
+   * the download name without extension.
+   */
+  async openDisk(id: string, key: string): Promise<{ disk: Disk; fileName: string; baseName: string }> {
     const point = await this.entity(id);
     const entry = point.disks.find((d) => d.key === key);
     if (!entry) throw new VmkeepError(`restore point ${id} has no disk ${JSON.stringify(key)}`, 'not_found');
     const repository = await Repository.open(point.repositoryPath);
     const disk = await repository.openDisk(point.repositoryPointId, key);
-    return { disk, fileName: `${safeName(point.createdAt)}-${safeName(entry.label || key)}.raw` };
+    const baseName = `${safeName(point.createdAt)}-${safeName(entry.label || key)}`;
+    return { disk, fileName: `${baseName}.raw`, baseName };
+  }
+
+  /**
+   * Opens every disk of the point in device order, with what is known of its VM (name, guest id) for an OVA;
+   * the caller closes the disks. `baseName` (VM name and date) is the download name without extension.
+   */
+  async openVm(id: string): Promise<{ vm: { name: string; guestId: string | null }; disks: Disk[]; baseName: string }> {
+    const point = await this.entity(id);
+    const row = await this.vms.findOne({ where: { id: point.vmId }, select: { id: true, name: true, guestId: true } });
+    const vm = { name: row?.name ?? `vm-${point.vmId}`, guestId: row?.guestId ?? null };
+    const repository = await Repository.open(point.repositoryPath);
+    const disks: Disk[] = [];
+    try {
+      for (const entry of [...point.disks].sort((a, b) => a.deviceKey - b.deviceKey)) {
+        disks.push(await repository.openDisk(point.repositoryPointId, entry.key));
+      }
+    } catch (err) {
+      await Promise.allSettled(disks.map((d) => d.close()));
+      throw err;
+    }
+    return { vm, disks, baseName: `${safeName(vm.name)}-${safeName(point.createdAt)}` };
   }
 
   /** API views of the rows, with the names of their VMs looked up in one query. */

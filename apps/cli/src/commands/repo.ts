@@ -15,6 +15,7 @@ import {
   StaleLock,
   VerifyReport,
   closeSharedChunkWorkers,
+  copyPoints,
   describeStaleLock,
   parseRepositoryLocation,
 } from '@vmkeep/repository';
@@ -118,16 +119,20 @@ function runtimeFor(ctx: CliContext, passphrase?: string): RuntimeOptions {
   };
 }
 
-/** Opens the repository, asking for the passphrase only when it is encrypted and VMKEEP_PASSPHRASE is unset. */
-async function openRepo(ctx: CliContext, opts: RepoOptions): Promise<Repository> {
-  const dir = resolveLocation(opts.repo);
-  const { passphrase } = loadRepoCliConfig({ repo: opts.repo });
+/** Opens the repository in `dir`, asking `question` only when it is encrypted and no passphrase was given. */
+async function openAt(ctx: CliContext, dir: string, passphrase: string | undefined, question: string): Promise<Repository> {
   try {
     return await Repository.open(dir, runtimeFor(ctx, passphrase));
   } catch (err) {
     if (!(err instanceof PassphraseRequiredError) || passphrase !== undefined) throw err;
   }
-  return Repository.open(dir, runtimeFor(ctx, await promptHidden(ctx, 'Repository passphrase: ')));
+  return Repository.open(dir, runtimeFor(ctx, await promptHidden(ctx, question)));
+}
+
+/** Opens the repository, asking for the passphrase only when it is encrypted and VMKEEP_PASSPHRASE is unset. */
+function openRepo(ctx: CliContext, opts: RepoOptions): Promise<Repository> {
+  const { passphrase } = loadRepoCliConfig({ repo: opts.repo });
+  return openAt(ctx, resolveLocation(opts.repo), passphrase, 'Repository passphrase: ');
 }
 
 /** Runs a command body with the repository open; the hashing workers are shut down afterwards. */
@@ -378,6 +383,36 @@ export function registerRepo(program: Command, run: Runner): void {
           ctx.print(status, () =>
             `point ${pointId} archived until ${status.retainUntil}${status.legalHold ? ', on legal hold' : ''}`,
           );
+        }),
+      ),
+    );
+
+  cmd('copy [points...]', 'copy restore points (default: all) to another repository; only missing chunks travel')
+    .requiredOption('--to <repo>', 'target repository (its passphrase: VMKEEP_TARGET_PASSPHRASE or asked)')
+    .action(
+      run(
+        withRepo(async (ctx, r, opts: RepoOptions & { to: string }, ...rest: unknown[]) => {
+          const ids = (rest[0] as string[] | undefined) ?? [];
+          const { targetPassphrase } = loadRepoCliConfig({ repo: opts.repo });
+          const target = await openAt(ctx, resolveLocation(opts.to), targetPassphrase, 'Target repository passphrase: ');
+          const bar = new ProgressBar(ctx, 0, 'copy');
+          const started = Date.now();
+          try {
+            const report = await copyPoints(r, target, {
+              ...(ids.length ? { points: ids } : {}),
+              onProgress: (p) => {
+                const done = p.chunksDone * r.chunkSize;
+                bar.update(done, p.chunksTotal * r.chunkSize, speed(done, started), `point ${p.pointsDone + 1}/${p.pointsTotal}`);
+              },
+            });
+            await bar.stop();
+            ctx.print({ from: r.dir, to: target.dir, ...report }, () =>
+              `copied ${report.copied.length} point(s) to ${target.dir} (${report.skipped.length} already there): ` +
+              `${report.chunksTransferred} chunk(s) sent (${bytes(report.bytesTransferred)}), ${report.chunksPresent} already present`,
+            );
+          } finally {
+            await bar.stop();
+          }
         }),
       ),
     );

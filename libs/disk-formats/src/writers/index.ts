@@ -7,3 +7,4 @@ export type { StreamOptimizedOptions } from './vmdk-stream';
 export { writeOva } from './ova';
 export type { OvaOptions, OvaResult } from './ova';
 export type { OvaController } from './ovf';
+export * as writerParts from './parts';

@@ -206,3 +206,25 @@ export async function writeVhdx(source: Disk, out: string, opts: WriteOptions = 
     return { files: [out], bytesWritten: file.bytesWritten };
   });
 }
+
+/**
+ * Bytes [0, layout.dataOffset) of a dynamic VHDX whose payload blocks `present` (ascending block numbers) are
+ * stored back to back from layout.dataOffset: identifier, headers, region tables, empty log, metadata and BAT.
+ * For exporters that must produce the file strictly in order (an HTTP response).
+ */
+export function vhdxPrologue(size: number, layout: VhdxLayout, present: readonly number[]): Buffer {
+  const b = Buffer.alloc(layout.dataOffset);
+  const fileWrite = randomGuid();
+  const dataWrite = randomGuid();
+  fileIdentifier().copy(b, 0);
+  header(1, fileWrite, dataWrite).copy(b, HEADER_OFFSETS[0]);
+  header(2, fileWrite, dataWrite).copy(b, HEADER_OFFSETS[1]);
+  const regions = regionTable(layout);
+  for (const at of REGION_TABLE_OFFSETS) regions.copy(b, at);
+  metadataRegion(size, layout.blockSize).copy(b, METADATA_OFFSET);
+  present.forEach((block, i) => {
+    const entry = BAT_OFFSET + (block + Math.floor(block / layout.chunkRatio)) * 8;
+    b.writeBigUInt64LE(BigInt(layout.dataOffset + i * layout.blockSize) | BAT_FULLY_PRESENT, entry);
+  });
+  return b;
+}

@@ -8,6 +8,14 @@ export interface RestorePointDisk {
   fileName: string;
   /** Repository disk key (index name inside the restore point). */
   key: string;
+  /** changeId of the disk in the backup's snapshot (changed block tracking), the next incremental's base. */
+  changeId?: string;
+  /** How the disk was read: only the areas changed since `parentPointId`, or whole. */
+  backupMode?: 'full' | 'incremental';
+  /** Restore point row the incremental was built on. */
+  parentPointId?: string;
+  /** Why a full read was done (no parent, CBT reset, disk resized, ...). */
+  fullReason?: string;
 }
 
 /** A committed backup of one VM; it exists only once the repository manifest has been written. */

@@ -1,0 +1,75 @@
+import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { Repository } from 'typeorm';
+import { PolicyEntity, VmEntity } from '@vmkeep/persistence';
+import { selectionReason, type SelectableVm } from './selection';
+
+export interface PolicyRef {
+  id: string;
+  name: string;
+  enabled: boolean;
+}
+
+/** A VM a policy selects, and why. */
+export interface Member extends SelectableVm {
+  reason: string;
+}
+
+/**
+ * Evaluates selections against the inventory as it is now (VMs the last sync did not find are left out). A VM
+ * selected by more than one enabled policy is reported by the API and warned about by every run.
+ */
+@Injectable()
+export class PolicyMembership {
+  constructor(
+    @InjectRepository(PolicyEntity) private readonly policies: Repository<PolicyEntity>,
+    @InjectRepository(VmEntity) private readonly vms: Repository<VmEntity>,
+  ) {}
+
+  async inventory(): Promise<SelectableVm[]> {
+    const vms = await this.vms.find({ where: { missing: false }, relations: { host: true }, order: { name: 'ASC' } });
+    return vms.map((v) => ({
+      id: v.id,
+      name: v.name,
+      hostName: v.host?.name ?? null,
+      esxHost: v.esxHost,
+      cluster: v.cluster,
+      datacenter: v.datacenter,
+    }));
+  }
+
+  membersOf(policy: PolicyEntity, inventory: SelectableVm[]): Member[] {
+    const members: Member[] = [];
+    for (const vm of inventory) {
+      const reason = selectionReason(policy.selection, vm);
+      if (reason !== undefined) members.push({ ...vm, reason });
+    }
+    return members;
+  }
+
+  /** The policy's VMs now, and for each of them the other enabled policies that select it too. */
+  async evaluate(policy: PolicyEntity): Promise<{ members: Member[]; others: Map<string, PolicyRef[]> }> {
+    const inventory = await this.inventory();
+    const members = this.membersOf(policy, inventory);
+    const others = new Map<string, PolicyRef[]>();
+    const rest = (await this.policies.findBy({ enabled: true })).filter((p) => p.id !== policy.id);
+    for (const other of rest) {
+      for (const vm of this.membersOf(other, members)) {
+        others.set(vm.id, [...(others.get(vm.id) ?? []), { id: other.id, name: other.name, enabled: other.enabled }]);
+      }
+    }
+    return { members, others };
+  }
+
+  /** Every policy (enabled or not) that selects the VM, with the reason. */
+  async policiesOf(vmId: string): Promise<(PolicyRef & { reason: string })[]> {
+    const vm = (await this.inventory()).find((v) => v.id === vmId);
+    if (!vm) return [];
+    const found: (PolicyRef & { reason: string })[] = [];
+    for (const p of await this.policies.find({ order: { name: 'ASC' } })) {
+      const reason = selectionReason(p.selection, vm);
+      if (reason !== undefined) found.push({ id: p.id, name: p.name, enabled: p.enabled, reason });
+    }
+    return found;
+  }
+}

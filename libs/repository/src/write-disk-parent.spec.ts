@@ -1,0 +1,89 @@
+/** Incremental writes: writeDisk with `parent` reads only the changed chunks and reuses the parent's ids. */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { closeSharedChunkWorkers } from './chunk-workers';
+import { CHUNKS_DIR } from './constants';
+import { PointDiskNotFoundError, RepositoryError } from './errors';
+import { Repository } from './repository';
+import { randomBytes } from 'node:crypto';
+import { BufferDisk, CountingDisk, readAll, tempDir } from './testing/test-disks';
+
+const CS = 256 * 1024;
+const SIZE = 32 * CS + 1000; // a short last chunk
+
+jest.setTimeout(60_000);
+
+describe('incremental writeDisk (parent)', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let repo: Repository;
+
+  beforeEach(async () => {
+    tmp = tempDir('repo-parent');
+    repo = await Repository.init(path.join(tmp.dir, 'repo'), { chunkSize: CS });
+  });
+  afterEach(() => tmp.cleanup());
+  afterAll(() => closeSharedChunkWorkers());
+
+  async function full(data: Buffer): Promise<string> {
+    const writer = repo.beginPoint();
+    await writer.writeDisk('disk-1', new BufferDisk(data));
+    return (await writer.commit({})).id;
+  }
+
+  it('reads only chunks touching the changed areas and restores the new data byte-exact', async () => {
+    const old = randomBytes(SIZE);
+    old.fill(0, 4 * CS, 6 * CS); // zero chunks stay zero through the parent
+    const parentId = await full(old);
+
+    const next = Buffer.from(old);
+    randomBytes(100).copy(next, 10 * CS + 5); // inside chunk 10
+    randomBytes(CS).copy(next, 20 * CS - 50); // chunks 19 and 20
+    randomBytes(500).copy(next, SIZE - 500); // the short last chunk
+    const changed = [
+      { offset: 10 * CS + 5, length: 100 },
+      { offset: 20 * CS - 50, length: CS },
+      { offset: SIZE - 500, length: 500 },
+    ];
+    const source = new CountingDisk(next);
+    const writer = repo.beginPoint();
+    const stats = await writer.writeDisk('disk-1', source, { parent: { pointId: parentId, diskKey: 'disk-1', changed } });
+    const { id } = await writer.commit({});
+
+    expect(stats.bytesRead).toBe(3 * CS + 1000); // chunks 10, 19, 20 and the 1000-byte last one
+    expect(source.bytesRead).toBe(stats.bytesRead);
+    expect(stats.parentChunks).toBe(33 - 4 - 2); // 33 chunks, 4 read, 2 zero
+    expect(stats.zeroChunks).toBe(2);
+    expect(await readAll(await repo.openDisk(id, 'disk-1'))).toEqual(next);
+    expect(await readAll(await repo.openDisk(parentId, 'disk-1'))).toEqual(old);
+  });
+
+  it('an over-reported change still gives the right data', async () => {
+    const old = randomBytes(SIZE);
+    const parentId = await full(old);
+    const next = Buffer.from(old);
+    next[7 * CS] ^= 0xff;
+    const writer = repo.beginPoint();
+    const stats = await writer.writeDisk('disk-1', new BufferDisk(next), {
+      parent: { pointId: parentId, diskKey: 'disk-1', changed: [{ offset: 0, length: 16 * CS }] },
+    });
+    const { id } = await writer.commit({});
+    expect(stats.bytesRead).toBe(16 * CS);
+    expect(stats.dedupChunks).toBe(15); // read again, already stored
+    expect(await readAll(await repo.openDisk(id, 'disk-1'))).toEqual(next);
+  });
+
+  it('refuses a parent of another size, a missing disk, and a parent whose chunks are gone', async () => {
+    const parentId = await full(randomBytes(SIZE));
+    const write = (data: Buffer, diskKey = 'disk-1') =>
+      repo.beginPoint().writeDisk('disk-1', new BufferDisk(data), { parent: { pointId: parentId, diskKey, changed: [] } });
+
+    await expect(write(randomBytes(SIZE + CS))).rejects.toMatchObject({ code: 'PARENT_MISMATCH' });
+    await expect(write(randomBytes(SIZE), 'disk-9')).rejects.toBeInstanceOf(PointDiskNotFoundError);
+
+    await fs.rm(path.join(repo.dir, CHUNKS_DIR), { recursive: true });
+    await fs.mkdir(path.join(repo.dir, CHUNKS_DIR));
+    const err = await write(randomBytes(SIZE)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RepositoryError);
+    expect((err as RepositoryError).code).toBe('PARENT_UNREADABLE');
+  });
+});

@@ -1,0 +1,134 @@
+import { createHash } from 'node:crypto';
+import { BufferDisk, DiskError, type Disk, type Extent } from '@vmkeep/disk';
+import { BufferSource, MemberSource, openVhdxSource, openVmdkSource, readOvaSource } from '@vmkeep/disk-formats';
+import { exportDisk, exportVm } from './disk-export';
+import { ExportError, type ExportStream } from './formats';
+import { vhdxExportBlockSize } from './vhdx-export';
+
+const MiB = 1024 * 1024;
+
+/** A disk with data in some 1 MiB chunks (as a restore point reports them) and zeros elsewhere. */
+function chunkedDisk(size: number, dataChunks: number[], seed = 1): Disk & { data: Buffer } {
+  const data = Buffer.alloc(size);
+  let x = seed;
+  for (const c of dataChunks) {
+    for (let i = c * MiB; i < Math.min(size, (c + 1) * MiB); i += 4) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      // Leave a zero hole in each chunk so that zero grains inside allocated chunks are covered too.
+      if (i % MiB >= 128 * 1024 && i % MiB < 256 * 1024) continue;
+      data.writeUInt32LE(x, i);
+    }
+  }
+  const inner = new BufferDisk(data);
+  const extents: Extent[] = dataChunks.map((c) => ({ offset: c * MiB, length: Math.min(MiB, size - c * MiB) }));
+  return { data, size, read: (o, l) => inner.read(o, l), extents: async () => extents, close: async () => undefined };
+}
+
+async function collect(stream: ExportStream): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of stream.chunks) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
+
+async function readAll(disk: Disk): Promise<Buffer> {
+  return disk.read(0, disk.size);
+}
+
+describe('exportDisk', () => {
+  // 5.5 MiB: the last chunk (and VHDX block, and VMDK grain table) is partial.
+  const size = 5 * MiB + 512 * 1024 + 512;
+
+  it('streams VHDX in order with its exact length up front, readable back byte-exact', async () => {
+    const disk = chunkedDisk(size, [0, 2, 5]);
+    const out = await exportDisk(disk, 'vhdx');
+    expect(out).toMatchObject({ contentType: 'application/x-vhdx', extension: 'vhdx' });
+    const image = await collect(out);
+    expect(image.length).toBe(out.length);
+    // Prologue plus exactly the three blocks that hold data.
+    const vhdx = await openVhdxSource(new BufferSource('x.vhdx', image), 'x.vhdx');
+    expect(vhdx.size).toBe(size);
+    expect((await readAll(vhdx)).equals(disk.data)).toBe(true);
+    expect(out.length! - image.indexOf(disk.data.subarray(0, 4096))).toBe(3 * MiB);
+  });
+
+  it('exports an all-zero disk as a VHDX without payload blocks', async () => {
+    const disk = chunkedDisk(4 * MiB, []);
+    const out = await exportDisk(disk, 'vhdx');
+    const vhdx = await openVhdxSource(new BufferSource('z.vhdx', await collect(out)), 'z.vhdx');
+    expect((await readAll(vhdx)).equals(Buffer.alloc(4 * MiB))).toBe(true);
+  });
+
+  it('streams compressed streamOptimized VMDK and raw, both readable back byte-exact', async () => {
+    const disk = chunkedDisk(size, [1, 3, 4]);
+    const vmdk = await exportDisk(disk, 'vmdk-stream', { fileName: 'x.vmdk' });
+    expect(vmdk.length).toBeUndefined();
+    const image = await collect(vmdk);
+    expect(image.length).toBeLessThan(size);
+    const opened = await openVmdkSource(new BufferSource('x.vmdk', image));
+    expect((await readAll(opened)).equals(disk.data)).toBe(true);
+
+    const raw = await exportDisk(disk, 'raw');
+    expect(raw.length).toBe(size);
+    expect((await collect(raw)).equals(disk.data)).toBe(true);
+  });
+
+  it('picks 1 MiB VHDX blocks unless the block table would grow past 2 Mi entries', () => {
+    expect(vhdxExportBlockSize(10 * MiB)).toBe(MiB);
+    expect(vhdxExportBlockSize(2 * 2 ** 40)).toBe(MiB);
+    expect(vhdxExportBlockSize(2 * 2 ** 40 + 512)).toBe(2 * MiB);
+    expect(vhdxExportBlockSize(64 * 2 ** 40)).toBe(32 * MiB);
+  });
+
+  it('refuses what a format cannot hold and unknown formats, with a typed error', async () => {
+    const odd = new BufferDisk(Buffer.alloc(1000));
+    await expect(exportDisk(odd, 'vhdx')).rejects.toBeInstanceOf(ExportError);
+    await expect(exportDisk(odd, 'vmdk-stream')).rejects.toThrow(/512-byte sectors/);
+    await expect(exportDisk(odd, 'qcow2' as never)).rejects.toThrow(/unknown export format "qcow2"/);
+    await expect(exportVm({ name: 'vm' }, [])).rejects.toBeInstanceOf(ExportError);
+  });
+
+  it('fails the stream at a read error instead of producing other bytes', async () => {
+    const good = chunkedDisk(4 * MiB, [0, 1, 2, 3]);
+    const failing: Disk = {
+      ...good,
+      read: async (o, l) => {
+        if (o + l > 2 * MiB) throw new DiskError('chunk missing', 'test', o);
+        return good.read(o, l);
+      },
+    };
+    for (const format of ['raw', 'vhdx', 'vmdk-stream'] as const) {
+      await expect(collect(await exportDisk(failing, format))).rejects.toThrow(/chunk missing/);
+    }
+    await expect(collect(await exportVm({ name: 'vm' }, [failing]))).rejects.toThrow(/chunk missing/);
+  });
+});
+
+describe('exportVm (OVA)', () => {
+  it('streams OVF first, the disks, then a manifest whose hashes match, all at the announced length', async () => {
+    const d1 = chunkedDisk(3 * MiB, [0, 2], 7);
+    const d2 = chunkedDisk(2 * MiB + 64 * 1024, [1, 2], 9);
+    const out = await exportVm({ name: 'web server/01', cpus: 2, memoryMiB: 2048, guestId: 'ubuntu64Guest' }, [d1, d2]);
+    expect(out).toMatchObject({ contentType: 'application/x-tar', extension: 'ova' });
+    const ova = await collect(out);
+    expect(ova.length).toBe(out.length);
+
+    const pkg = await readOvaSource(new BufferSource('x.ova', ova), 'x.ova');
+    expect(pkg.members.map((m) => m.name)).toEqual(['web_server_01.ovf', 'web_server_01-disk1.vmdk', 'web_server_01-disk2.vmdk', 'web_server_01.mf']);
+    const text = (m: { offset: number; size: number }): string => ova.subarray(m.offset, m.offset + m.size).toString();
+    const ovf = text(pkg.members[0]);
+    expect(ovf).toContain('<rasd:VirtualQuantity>2</rasd:VirtualQuantity>');
+    expect(ovf).toContain('vmw:osType="ubuntu64Guest"');
+    const manifest = text(pkg.members[3]).trim().split('\n');
+    expect(manifest).toHaveLength(3);
+    for (const [i, line] of manifest.entries()) {
+      const m = pkg.members[i];
+      const sha = createHash('sha256').update(ova.subarray(m.offset, m.offset + m.size)).digest('hex');
+      expect(line).toBe(`SHA256(${m.name})= ${sha}`);
+    }
+    expect(pkg.disks.map((d) => d.capacity)).toEqual([d1.size, d2.size]);
+    for (const [i, d] of [d1, d2].entries()) {
+      const disk = await openVmdkSource(new MemberSource(new BufferSource('x.ova', ova), pkg.disks[i].member, false));
+      expect((await readAll(disk)).equals(d.data)).toBe(true);
+    }
+  });
+});

@@ -1,0 +1,3 @@
+export * from './instant-sessions';
+export * from './instant-sessions.service';
+export * from './instant-restore.module';
