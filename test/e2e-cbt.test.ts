@@ -198,6 +198,7 @@ describe('CBT incremental backups on vcsim', () => {
     expect(resized.disk.fullReason).toMatch(/^the disk was resized/);
 
     // A failed run after the last point: the next one reads whole.
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // job times have one-second resolution
     await db.getRepository(JobEntity).save({ type: 'backup', state: 'failed', vmId: vm.id, error: 'worker died' });
     const afterFailure = await backup('cbt-fallbacks');
     expect(afterFailure.disk.fullReason).toMatch(/^the previous run \(job .*, failed\) did not complete$/);

@@ -4,7 +4,10 @@
 // (keep-last 2) must hold after each run.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Queue } from 'bullmq';
 import Redis from 'ioredis';
+import { POLICY_QUEUE } from '@vmkeep/policies';
+import { parseRedisUrl } from '@vmkeep/queue';
 import { buildRandomZeroImage } from './peers/disk-images';
 import { itemsOf, startAppliance, vmkeep, type Appliance } from './peers/appliance';
 import { makeTempDir, spawnPeer, waitUntil, type SpawnedPeer } from './peers/process';
@@ -98,12 +101,23 @@ it('runs each tick once with three workers, one backup per VM per tick, and keep
     expect(ticks[i] % (TICK_S * 1000)).toBe(0);
     if (i > 0) expect(ticks[i] - ticks[i - 1]).toBe(TICK_S * 1000); // no tick missed, none doubled
   }
+  const failedJobs = itemsOf(await app.api<{ items: { state: string; error: string | null }[] }>('GET', '/api/jobs?state=failed'));
+  expect(failedJobs.map((j) => j.error)).toEqual([]);
   for (const run of all) {
     expect(run).toMatchObject({ state: 'succeeded', manual: false, warnings: [] });
     expect(run.vms.map((v) => [v.vmName, v.outcome, v.jobIds.length])).toEqual([
       ['sched-web-1', 'succeeded', 1],
       ['sched-web-2', 'succeeded', 1],
     ]);
+  }
+  // BullMQ handed each tick to one worker only: one completed policy-run job per run, none that found its tick taken.
+  const queue = new Queue(POLICY_QUEUE, { connection: parseRedisUrl(app.env.REDIS_URL) });
+  try {
+    const completed = await queue.getCompleted(0, -1);
+    expect(completed.map((j) => String(j.returnvalue)).sort()).toEqual(all.map((r) => `${r.id}: succeeded`).sort());
+    expect(await queue.getFailedCount()).toBe(0);
+  } finally {
+    await queue.close();
   }
   // Every backup job of the policy belongs to exactly one run: one per VM per tick, nothing else.
   const jobs = itemsOf(await app.api<{ items: { id: string; vmId: string; state: string; options: Record<string, unknown> }[] }>('GET', '/api/jobs?pageSize=200'));
@@ -116,7 +130,7 @@ it('runs each tick once with three workers, one backup per VM per tick, and keep
   for (const entry of all[all.length - 1].vms) {
     const points = itemsOf(await app.api<{ items: { id: string; vmId: string; jobId: string }[] }>('GET', `/api/restore-points?vmId=${entry.vmId}`)).filter((p) => p.vmId === entry.vmId);
     const lastTwo = all.slice(-2).map((r) => r.vms.find((v) => v.vmId === entry.vmId)!.jobIds[0]);
-    expect(points.map((p) => p.jobId).sort()).toEqual(lastTwo.sort());
+    expect(points.map((p) => p.jobId).sort()).toEqual([...lastTwo].sort());
     const protection = await app.api<Record<string, unknown>>('GET', `/api/vms/${entry.vmId}/protection`);
     expect(protection).toMatchObject({ restorePointCount: 2, multiplePolicies: false, nextRunAt: null, lastSuccessJobId: lastTwo[1] });
     expect((protection.policies as { name: string }[]).map((p) => p.name)).toEqual(['every-10s']);

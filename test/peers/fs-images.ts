@@ -273,7 +273,7 @@ export async function flsListing(image: string, sectorOffset = 0, extra: string[
     const m = /^(\S)\/(\S)\s+\*?\s*[\d-]+(?:\(realloc\))?:\t(.*)$/.exec(line);
     if (!m) continue;
     const name = m[3];
-    if (name.split('/').some((part) => part.startsWith('$') || part === 'lost+found')) continue;
+    if (name.endsWith('(Volume Label Entry)') || name.split('/').some((part) => part.startsWith('$') || part === 'lost+found')) continue;
     out[`/${name}`] = m[2];
   }
   return out;

@@ -28,7 +28,7 @@ import {
   type VmInfo,
   type VsphereSession,
 } from '@vmkeep/vsphere';
-import { In, Not, type Repository as OrmRepository } from 'typeorm';
+import { In, MoreThan, Not, type Repository as OrmRepository } from 'typeorm';
 import { AllocatedAreasDisk, areaBytes, planDisk, type DiskPlan, type ParentPoint } from './cbt';
 import { ChunkRepositoryProvider } from './chunk-repository.provider';
 import { BackupCancelled, BackupFailure, describeFailure } from './failure';
@@ -260,7 +260,10 @@ export class BackupService {
     return true;
   }
 
-  /** The VM's last restore point in this repository, and the later run of the VM that did not finish, if any. */
+  /**
+   * The VM's last restore point in this repository, and a run of the VM that failed or was cancelled after the
+   * run that made that point, if any (its disks are then read whole).
+   */
   private async findParent(ctx: RunContext): Promise<{ parent?: ParentPoint; incomplete?: string }> {
     const { job, vm } = ctx;
     const point = await this.points.findOne({
@@ -269,13 +272,19 @@ export class BackupService {
     });
     if (!point) return {};
     const parent: ParentPoint = { id: point.id, repositoryPointId: point.repositoryPointId, disks: point.disks };
-    const previous = await this.jobs.findOne({
-      where: { vmId: vm.id, type: 'backup', id: Not(job.id), state: In(['succeeded', 'failed', 'cancelled']) },
+    const madeBy = point.jobId ? await this.jobs.findOne({ where: { id: point.jobId }, select: { id: true, createdAt: true } }) : null;
+    const failed = await this.jobs.findOne({
+      where: {
+        vmId: vm.id,
+        type: 'backup',
+        id: Not(job.id),
+        state: In(['failed', 'cancelled']),
+        createdAt: MoreThan(madeBy?.createdAt ?? point.createdAt),
+      },
       order: { createdAt: 'DESC' },
-      select: { id: true, state: true, createdAt: true, restorePointId: true },
+      select: { id: true, state: true },
     });
-    const incomplete = previous && previous.state !== 'succeeded' && previous.createdAt >= point.createdAt ? `job ${previous.id}, ${previous.state}` : undefined;
-    return incomplete ? { parent, incomplete } : { parent };
+    return failed ? { parent, incomplete: `job ${failed.id}, ${failed.state}` } : { parent };
   }
 
   private async copy(

@@ -185,3 +185,32 @@ export class BlockCache {
     return data;
   }
 }
+
+/**
+ * Name → id maps of the few most recently searched directories, so that opening many files of one large
+ * directory scans it once. Directories with more than `maxEntries` names are scanned on each lookup instead.
+ */
+export class DirectoryIndex<V> {
+  private readonly dirs = new Map<number, Map<string, V>>();
+  constructor(
+    private readonly capacity = 8,
+    private readonly maxEntries = 1_000_000,
+  ) {}
+
+  async lookup(dirKey: number, name: string, scan: () => AsyncIterable<[string, V]>): Promise<V | undefined> {
+    const cached = this.dirs.get(dirKey);
+    if (cached) return cached.get(name);
+    const index = new Map<string, V>();
+    let found: V | undefined;
+    for await (const [key, value] of scan()) {
+      if (found === undefined && key === name) found = value;
+      if (index.size > this.maxEntries) continue;
+      if (!index.has(key)) index.set(key, value);
+    }
+    if (index.size <= this.maxEntries) {
+      if (this.dirs.size >= this.capacity) this.dirs.delete(this.dirs.keys().next().value as number);
+      this.dirs.set(dirKey, index);
+    }
+    return found;
+  }
+}

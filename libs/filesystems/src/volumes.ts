@@ -150,6 +150,7 @@ async function readMbr(disk: Disk, mbr: Buffer): Promise<ListVolumesResult> {
       ebr = next;
     }
   }
+  volumes.sort((a, b) => a.index - b.index);
   return { scheme: 'mbr', sectorSize: 512, volumes, warnings };
 }
 

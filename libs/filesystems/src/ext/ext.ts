@@ -5,7 +5,7 @@
  * on-disk number is checked before it is used.
  */
 import type { Disk } from '@vmkeep/disk';
-import { BlockCache, BufferFile, MappedFile, RawEntry, Run, TreeFileSystem } from '../file';
+import { BlockCache, BufferFile, DirectoryIndex, MappedFile, RawEntry, Run, TreeFileSystem } from '../file';
 import { FileSystemError } from '../errors';
 import type { FileHandle, FileStat, FileType } from '../types';
 import { INCOMPAT, readSuperblock, Superblock } from './superblock';
@@ -50,6 +50,7 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
   readonly dirty: boolean;
   readonly warnings: string[];
   private readonly cache: BlockCache;
+  private readonly dirIndex = new DirectoryIndex<number>();
   private readonly bs: number;
 
   private constructor(
@@ -327,11 +328,13 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
   }
 
   protected async lookup(dir: Inode, name: string): Promise<Inode | undefined> {
-    const wanted = Buffer.from(name, 'utf8');
-    for await (const entry of this.dirents(dir)) {
-      if (entry.name !== '.' && entry.name !== '..' && entry.raw.equals(wanted)) return this.inode(entry.ino);
-    }
-    return undefined;
+    // Names are keyed by their raw bytes (latin1 maps bytes 1:1), so names that are not valid UTF-8 stay distinct.
+    const ino = await this.dirIndex.lookup(dir.ino, Buffer.from(name, 'utf8').toString('latin1'), async function* (this: ExtFileSystem) {
+      for await (const entry of this.dirents(dir)) {
+        if (entry.name !== '.' && entry.name !== '..') yield [entry.raw.toString('latin1'), entry.ino] as [string, number];
+      }
+    }.bind(this));
+    return ino === undefined ? undefined : this.inode(ino);
   }
 
   protected async readlinkOf(node: Inode): Promise<string> {

@@ -205,11 +205,21 @@ export class FatFileSystem extends TreeFileSystem<FatNode> {
     let c = first;
     const fatAt = (n: number) => this.bpb.fatOffset + Math.floor((n * (this.bpb.type === 'fat12' ? 12 : this.bpb.type === 'fat16' ? 16 : 32)) / 8);
     let prev = -1;
+    // Brent's cycle detection: constant memory, and a loop is found within a few times its length.
+    let saved = -1;
+    let power = 1;
+    let steps = 0;
     while (count === undefined || out.length < count) {
       if (c < 2 || c > this.bpb.clusterCount + 1) {
         throw this.error(`${what} cluster chain`, `cluster ${c} is ${c === 0 ? 'free' : 'outside the data area'}`, prev < 0 ? undefined : fatAt(prev));
       }
-      if (out.length >= max) throw this.error(`${what} cluster chain`, `chain is longer than ${max} clusters (a loop?)`, fatAt(c));
+      if (c === saved) throw this.error(`${what} cluster chain`, `chain loops back to cluster ${c}`, fatAt(prev));
+      if (++steps === power) {
+        saved = c;
+        power *= 2;
+        steps = 0;
+      }
+      if (out.length >= max) throw this.error(`${what} cluster chain`, `chain is longer than ${max} clusters`, fatAt(c));
       out.push(c);
       if (count !== undefined && out.length === count) break;
       const next = await this.entry(c);

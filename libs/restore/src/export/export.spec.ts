@@ -3,6 +3,7 @@ import { BufferDisk, DiskError, type Disk, type Extent } from '@vmkeep/disk';
 import { BufferSource, MemberSource, openVhdxSource, openVmdkSource, readOvaSource } from '@vmkeep/disk-formats';
 import { exportDisk, exportVm } from './disk-export';
 import { ExportError, type ExportStream } from './formats';
+import { readAhead, readsOf } from './read-ahead';
 import { vhdxExportBlockSize } from './vhdx-export';
 
 const MiB = 1024 * 1024;
@@ -130,5 +131,31 @@ describe('exportVm (OVA)', () => {
       const disk = await openVmdkSource(new MemberSource(new BufferSource('x.ova', ova), pkg.disks[i].member, false));
       expect((await readAll(disk)).equals(d.data)).toBe(true);
     }
+  });
+});
+
+describe('readAhead', () => {
+  it('keeps at most `depth` reads in flight and yields them in request order', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const disk: Disk = {
+      size: 64,
+      extents: async () => [],
+      close: async () => undefined,
+      read: async (offset, length) => {
+        most = Math.max(most, ++inFlight);
+        // Later reads finish first: the order must still be the requests'.
+        await new Promise((r) => setTimeout(r, 20 - offset / 4));
+        inFlight--;
+        return Buffer.alloc(length, offset);
+      },
+    };
+    const got: number[] = [];
+    for await (const { offset, data } of readAhead(disk, readsOf([{ offset: 0, length: 64 }], 8), 3)) {
+      expect(data.equals(Buffer.alloc(8, offset))).toBe(true);
+      got.push(offset);
+    }
+    expect(got).toEqual([0, 8, 16, 24, 32, 40, 48, 56]);
+    expect(most).toBe(3);
   });
 });

@@ -15,24 +15,30 @@ export function* readsOf(ranges: Iterable<Extent>, readSize = EXPORT_READ_SIZE):
   }
 }
 
+/** Reads kept in flight ahead of the consumer: enough to keep the repository's chunk loads overlapping. */
+export const READ_AHEAD = 4;
+
 /**
- * Reads `requests` from `disk` in order with one read in flight ahead of the consumer. A read error surfaces
- * when its data is due; stopping early leaves no unhandled rejection behind.
+ * Reads `requests` from `disk` in order with up to `depth` reads in flight ahead of the consumer (memory: depth
+ * reads). A read error surfaces when its data is due; stopping early leaves no unhandled rejection behind.
  */
-export async function* readAhead(disk: Disk, requests: Iterable<Extent>): AsyncGenerator<{ offset: number; data: Buffer }> {
+export async function* readAhead(disk: Disk, requests: Iterable<Extent>, depth = READ_AHEAD): AsyncGenerator<{ offset: number; data: Buffer }> {
   const it = requests[Symbol.iterator]();
-  const start = (): { offset: number; data: Promise<Buffer> } | undefined => {
-    const next = it.next();
-    if (next.done) return undefined;
-    const data = disk.read(next.value.offset, next.value.length);
-    data.catch(() => undefined);
-    return { offset: next.value.offset, data };
+  const queue: { offset: number; data: Promise<Buffer> }[] = [];
+  const fill = (): void => {
+    while (queue.length < depth) {
+      const next = it.next();
+      if (next.done) return;
+      const data = disk.read(next.value.offset, next.value.length);
+      data.catch(() => undefined);
+      queue.push({ offset: next.value.offset, data });
+    }
   };
-  let pending = start();
-  while (pending) {
-    const data = await pending.data;
-    const offset = pending.offset;
-    pending = start();
-    yield { offset, data };
+  fill();
+  while (queue.length > 0) {
+    const head = queue.shift() as (typeof queue)[number];
+    const data = await head.data;
+    fill();
+    yield { offset: head.offset, data };
   }
 }
