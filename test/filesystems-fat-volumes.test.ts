@@ -11,7 +11,7 @@ import { openRaw } from '@vmkeep/disk-formats';
 import { BufferDisk, Disk } from '@vmkeep/disk';
 import { FileSystemError, listVolumes, openFileSystem } from '@vmkeep/filesystems';
 import {
-  buildExtTree, buildFatTree, flsListing, makeExt, makeFat, MiB, placeImage, run, walkFileSystem, walkHostTree, writeGpt, writeMbr,
+  buildFatTree, flsListing, makeExt, makeFat, MiB, placeImage, run, walkFileSystem, walkHostTree, writeGpt, writeMbr,
 } from './peers/fs-images';
 
 let dir: string;
@@ -63,8 +63,11 @@ describe.each([
       // Names are matched case-insensitively, as FAT does.
       expect((await fsys.stat('/readme.txt')).size).toBe(20);
       await expect(fsys.readlink('/README.TXT')).rejects.toMatchObject({ code: 'EINVAL' });
+      // FAT has no holes: the extents of a file cover all of it.
       const big = await fsys.open('/big.bin');
-      expect(await big.extents()).toEqual([{ offset: 0, length: big.size }].slice(0, (await big.extents()).length === 1 ? 1 : 0).concat((await big.extents()).length === 1 ? [] : await big.extents()));
+      const extents = await big.extents();
+      expect(extents[0].offset).toBe(0);
+      expect(extents.reduce((n, e) => n + e.length, 0)).toBe(big.size);
     } finally {
       await disk.close();
     }
@@ -154,14 +157,16 @@ describe('partition tables', () => {
       expect(data).toMatchObject({ index: 2, type: 'ebd0a0a2-b9e5-4433-87c0-68b6b72699c7', name: 'données' });
       expect(await run('sgdisk', ['-i', '2', disk])).toContain(`Partition unique GUID: ${data.guid.toUpperCase()}`);
       expect(await readHostname(root)).toBe('vmkeep-guest\n');
-      await raw.close();
-      await placeImage(disk, data.start, fat);
-      const again = await openRaw(disk);
-      const volumes = (await listVolumes(again)).volumes;
-      expect(await walkFileSystem(await openFileSystem(volumes[1]))).toEqual(await walkHostTree(fatTree));
-      await again.close();
     } finally {
       await raw.close();
+    }
+    await placeImage(disk, 2048 * 512 + 16 * MiB, fat);
+    const again = await openRaw(disk);
+    try {
+      const volumes = (await listVolumes(again)).volumes;
+      expect(await walkFileSystem(await openFileSystem(volumes[1]))).toEqual(await walkHostTree(fatTree));
+    } finally {
+      await again.close();
     }
   });
 
@@ -253,7 +258,9 @@ describe('partition tables', () => {
   });
 
   test('a disk without a partition table is one volume; a FAT boot sector is not mistaken for an MBR', async () => {
-    const ext = await listVolumes(await openRaw(extImage));
+    const extDisk = await openRaw(extImage);
+    const ext = await listVolumes(extDisk);
+    await extDisk.close();
     expect(ext).toMatchObject({ scheme: 'none' });
     expect(ext.volumes).toHaveLength(1);
     expect(ext.volumes[0]).toMatchObject({ index: 0, start: 0, type: 'none' });
@@ -263,8 +270,3 @@ describe('partition tables', () => {
   });
 });
 
-test('an ext tree made for the ext suite also opens through a partition (smoke for shared helpers)', async () => {
-  const tree = path.join(dir, 'small-ext-tree');
-  await buildExtTree(tree);
-  expect((await walkHostTree(tree))['/hello.txt']).toMatchObject({ type: 'file', size: 13 });
-});

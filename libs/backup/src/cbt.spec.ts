@@ -32,6 +32,7 @@ describe('planDisk', () => {
   });
 
   it.each([
+    ['a virtual RDM', disk({ rdm: 'virtual' }), parent(), undefined, /raw device mapping/, false],
     ['no changeId in the snapshot', disk({ changeId: undefined }), parent(), undefined, /not active/, false],
     ['no parent', disk(), undefined, undefined, /no earlier restore point/, true],
     ['earlier run incomplete', disk(), parent(), 'job j9, failed', /previous run \(job j9, failed\)/, true],

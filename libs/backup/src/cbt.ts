@@ -24,6 +24,7 @@ export type DiskPlan =
  * or full, saying why. `previousRunIncomplete` names the later run of this VM that did not finish, if any.
  */
 export function planDisk(disk: VmDiskInfo, parent: ParentPoint | undefined, previousRunIncomplete?: string): DiskPlan {
+  if (disk.rdm === 'virtual') return { mode: 'full', reason: 'virtual-mode raw device mapping: always read whole', allocatedOnly: false };
   if (!disk.changeId) return { mode: 'full', reason: 'changed block tracking is not active on this disk yet', allocatedOnly: false };
   const full = (reason: string): DiskPlan => ({ mode: 'full', reason, allocatedOnly: true });
   if (!parent) return full('no earlier restore point of this VM');

@@ -46,6 +46,9 @@ export function parseDisks(devices: SoapValue, datastoreNames: Map<string, strin
       if (diskMode) disk.diskMode = diskMode;
       if (changeId) disk.changeId = changeId;
       if (skipReason) disk.skipReason = skipReason;
+      if (xsiType(backing) === 'VirtualDiskRawDiskMappingVer1BackingInfo') {
+        disk.rdm = text(field(backing, 'compatibilityMode')) === 'physicalMode' ? 'physical' : 'virtual';
+      }
       return disk;
     });
 }

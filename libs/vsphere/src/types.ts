@@ -40,6 +40,8 @@ export interface VmDiskInfo {
   changeId?: string;
   /** Disk excluded from snapshots (independent modes) or a physical RDM. */
   skipReason?: string;
+  /** Set for a raw device mapping (virtual-mode RDMs are backed up, as full reads). */
+  rdm?: 'virtual' | 'physical';
 }
 
 export interface VmInfo {

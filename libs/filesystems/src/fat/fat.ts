@@ -4,7 +4,7 @@
  * with the NT lower-case flags. The clean-shutdown bit in FAT[1] and the dirty flag of the boot sector are reported.
  */
 import type { Disk } from '@vmkeep/disk';
-import { MappedFile, RawEntry, Run, TreeFileSystem } from '../file';
+import { DirectoryIndex, MappedFile, RawEntry, Run, TreeFileSystem } from '../file';
 import { FileSystemError } from '../errors';
 import type { FileHandle, FileStat } from '../types';
 
@@ -125,6 +125,7 @@ export class FatFileSystem extends TreeFileSystem<FatNode> {
   readonly dirty: boolean;
   readonly warnings: string[] = [];
   private readonly pages = new Map<number, Buffer>();
+  private readonly dirIndex = new DirectoryIndex<FatNode>();
 
   private constructor(
     private readonly volume: Disk,
@@ -344,15 +345,17 @@ export class FatFileSystem extends TreeFileSystem<FatNode> {
     }
   }
 
+  /** Exact names first; FAT matches names case-insensitively, so a case-folded key ("\0" + upper case) backs them up. */
   protected async lookup(dir: FatNode, name: string): Promise<FatNode | undefined> {
-    let folded: FatNode | undefined;
-    const upper = name.toUpperCase();
-    for await (const item of this.scan(dir)) {
-      if (!item.node) continue;
-      if (item.node.name === name) return item.node;
-      if (!folded && item.node.name.toUpperCase() === upper) folded = item.node;
-    }
-    return folded;
+    const key = dir.root ? -1 : dir.cluster;
+    const scan = async function* (this: FatFileSystem): AsyncIterable<[string, FatNode]> {
+      for await (const item of this.scan(dir)) {
+        if (!item.node) continue;
+        yield [item.node.name, item.node];
+        yield [`\0${item.node.name.toUpperCase()}`, item.node];
+      }
+    }.bind(this);
+    return (await this.dirIndex.lookup(key, name, scan)) ?? this.dirIndex.lookup(key, `\0${name.toUpperCase()}`, scan);
   }
 
   protected async readlinkOf(): Promise<string> {
