@@ -25,7 +25,7 @@ export async function run(cmd: string, args: string[], okCodes: number[] = [0]):
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
     if (typeof err.code === 'number' && okCodes.includes(err.code)) return err.stdout ?? '';
-    throw new Error(`${cmd} ${args.join(' ')} failed (${err.code}): ${err.stderr ?? ''}`);
+    throw new Error(`${cmd} ${args.join(' ')} failed (${err.code}): ${err.stderr ?? ''}`, { cause: e });
   }
 }
 
