@@ -247,6 +247,13 @@ describe('flags, errors and refusals', () => {
     const bad = await open((b) => b.writeUInt32LE(0x7fffffff, index + 4)).then((f) => f.open('/islands.bin')).catch((e: unknown) => e);
     expect(bad).toBeInstanceOf(DiskError);
     expect(bad).toMatchObject({ name: 'FileSystemError', structure: `inode ${inode} extent node` });
+    // A damaged inode is listed with its error; the rest of its folder still lists.
+    const hello = /located at block (\d+), offset (0x[0-9a-f]+)/.exec(await run('debugfs', ['-R', 'imap /hello.txt', image]))!;
+    const zeroMode = await open((b) => b.writeUInt16LE(0, Number(hello[1]) * 4096 + Number(hello[2])));
+    const listing = (await zeroMode.readdir('/')).entries;
+    expect(listing.find((e) => e.name === 'hello.txt')).toMatchObject({ stat: { type: 'unknown' }, error: expect.stringMatching(/mode 0o0 is not a valid file type/) });
+    expect(listing.filter((e) => !e.error).length).toBe(listing.length - 1);
+    await expect(zeroMode.open('/hello.txt')).rejects.toBeInstanceOf(FileSystemError);
   });
 
   test('other file systems are recognised and refused as not supported yet', async () => {

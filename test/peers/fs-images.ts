@@ -278,3 +278,17 @@ export async function flsListing(image: string, sectorOffset = 0, extra: string[
   }
   return out;
 }
+
+/** A small tree for fuzz seeds: a few files, a 60-entry folder, fast and slow symlinks, a sparse file with 8 islands. */
+export async function seededWrite(dir: string): Promise<void> {
+  await write(path.join(dir, 'hello.txt'), 'hello\n');
+  await write(path.join(dir, 'small-100'), seededBytes('fuzz', 'small', 100));
+  await write(path.join(dir, 'file.bin'), seededBytes('fuzz', 'file', 300_000));
+  await write(path.join(dir, 'sub', 'deeper', 'leaf.txt'), 'leaf\n');
+  for (let i = 0; i < 60; i++) await write(path.join(dir, 'many', `n${i}`), `${i}`);
+  await fs.symlink('hello.txt', path.join(dir, 'fast-link'));
+  await fs.symlink('y'.repeat(120), path.join(dir, 'slow-link'));
+  const islands = path.join(dir, 'islands');
+  await fs.writeFile(islands, '');
+  for (let i = 0; i < 8; i++) await writeAt(islands, i * 16384, seededBytes('fuzz', `island-${i}`, 1024));
+}

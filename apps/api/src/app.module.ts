@@ -12,6 +12,7 @@ import { AuditService } from './audit/audit.service';
 import { AuthController } from './auth/auth.controller';
 import { AuthGuard } from './auth/auth.guard';
 import { AuthService } from './auth/auth.service';
+import { LoginThrottle } from './auth/login-throttle';
 import { UsersController } from './auth/users.controller';
 import { UsersService } from './auth/users.service';
 import { ErrorsFilter } from './common/errors.filter';
@@ -44,6 +45,7 @@ import { VmsController } from './vms/vms.controller';
   providers: [
     AuditService,
     AuthService,
+    LoginThrottle,
     UsersService,
     JobsService,
     RestorePointsService,

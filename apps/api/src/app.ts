@@ -1,16 +1,23 @@
 import { INestApplication, ValidationPipe } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { APP_CONFIG, AppConfig } from '@vmkeep/config';
+import { hardenHttp } from './common/http-hardening';
+import { UuidParamsPipe } from './common/uuid-params.pipe';
 
 export const API_PREFIX = 'api';
 
 /**
- * Everything about the HTTP surface that is not a module: the /api prefix, input validation (unknown fields and
- * wrong types → 400 naming the field) and the OpenAPI document at /api/docs (JSON at /api/docs-json).
- * Shared by main.ts and the tests.
+ * Everything about the HTTP surface that is not a module: HTTP hardening (security headers, CORS allow-list,
+ * JSON-only writes, body size limit; see common/http-hardening.ts), the /api prefix, input validation (id route
+ * parameters must be UUIDs; unknown fields and wrong types → 400 naming the field) and the OpenAPI document at
+ * /api/docs (JSON at /api/docs-json). Shared by main.ts and the tests; call it before the app initialises.
  */
 export function configureApp(app: INestApplication): void {
+  hardenHttp(app as NestExpressApplication, app.get<AppConfig>(APP_CONFIG).api, `/${API_PREFIX}/docs`);
   app.setGlobalPrefix(API_PREFIX);
   app.useGlobalPipes(
+    new UuidParamsPipe(),
     new ValidationPipe({
       whitelist: true,
       forbidNonWhitelisted: true,

@@ -26,7 +26,14 @@ describe('loadConfig', () => {
     expect(c.chunkSize).toBe(1024 * 1024);
     expect(c.secretKey).toBeUndefined();
     expect(c.secretKeyFile).toBe(path.join(data, 'secret.key'));
-    expect(c.api).toEqual({ host: '127.0.0.1', port: 8080, tokenTtlHours: 12 });
+    expect(c.api).toEqual({
+      host: '127.0.0.1',
+      port: 8080,
+      tokenTtlHours: 12,
+      bodyLimitBytes: 1024 * 1024,
+      corsOrigins: [],
+      login: { freeFailures: 3, backoffMs: 1000, maxFailures: 10, maxFailuresPerAddress: 50, lockoutSeconds: 900 },
+    });
     expect(c.admin).toEqual({ username: 'admin', password: undefined, passwordFile: path.join(data, 'admin-password') });
     expect(c.worker).toEqual({ concurrency: 2, snapshotCleanupSeconds: 60, lockMs: 30_000, stalledIntervalMs: 30_000 });
     expect(c.logLevel).toBe('log');
@@ -43,6 +50,13 @@ describe('loadConfig', () => {
         VMKEEP_API_HOST: '0.0.0.0',
         VMKEEP_API_PORT: '9443',
         VMKEEP_TOKEN_TTL_HOURS: '48',
+        VMKEEP_API_BODY_LIMIT_KB: '64',
+        VMKEEP_API_CORS_ORIGINS: 'https://ui.example, https://ops.example',
+        VMKEEP_LOGIN_FREE_FAILURES: '1',
+        VMKEEP_LOGIN_BACKOFF_MS: '200',
+        VMKEEP_LOGIN_MAX_FAILURES: '4',
+        VMKEEP_LOGIN_MAX_FAILURES_PER_ADDRESS: '8',
+        VMKEEP_LOGIN_LOCKOUT_SECONDS: '60',
         VMKEEP_ADMIN_USER: 'root',
         VMKEEP_ADMIN_PASSWORD: ' s3cret ',
         VMKEEP_WORKER_CONCURRENCY: '8',
@@ -59,7 +73,14 @@ describe('loadConfig', () => {
     expect(c.redisServerBin).toBe('/opt/redis/bin/redis-server');
     expect(c.repositoryPath).toBe(path.join(CWD, 'backups'));
     expect(c.chunkSize).toBe(4 * 1024 * 1024);
-    expect(c.api).toEqual({ host: '0.0.0.0', port: 9443, tokenTtlHours: 48 });
+    expect(c.api).toEqual({
+      host: '0.0.0.0',
+      port: 9443,
+      tokenTtlHours: 48,
+      bodyLimitBytes: 64 * 1024,
+      corsOrigins: ['https://ui.example', 'https://ops.example'],
+      login: { freeFailures: 1, backoffMs: 200, maxFailures: 4, maxFailuresPerAddress: 8, lockoutSeconds: 60 },
+    });
     expect(c.admin.username).toBe('root');
     expect(c.admin.password).toBe('s3cret');
     expect(c.worker).toEqual({ concurrency: 8, snapshotCleanupSeconds: 5, lockMs: 4000, stalledIntervalMs: 750 });

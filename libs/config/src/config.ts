@@ -24,11 +24,36 @@ export interface AppConfig {
   /** 32-byte key that encrypts host credentials at rest; undefined = use/generate dataDir/secret.key. */
   secretKey?: Buffer;
   secretKeyFile: string;
-  api: { host: string; port: number; tokenTtlHours: number };
+  api: ApiConfig;
   admin: { username: string; password?: string; passwordFile: string };
   worker: WorkerConfig;
   nbd: NbdConfig;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+}
+
+export interface ApiConfig {
+  host: string;
+  port: number;
+  tokenTtlHours: number;
+  /** VMKEEP_API_BODY_LIMIT_KB: largest JSON request body accepted (default 1024 KiB); larger → 413. */
+  bodyLimitBytes: number;
+  /** VMKEEP_API_CORS_ORIGINS: comma-separated origins allowed to call the API from a browser; empty = CORS off. */
+  corsOrigins: string[];
+  login: LoginThrottleConfig;
+}
+
+/** Brute-force protection of POST /api/auth/login, counted per username and per client address. */
+export interface LoginThrottleConfig {
+  /** VMKEEP_LOGIN_FREE_FAILURES (default 3): failures allowed before any waiting is imposed. */
+  freeFailures: number;
+  /** VMKEEP_LOGIN_BACKOFF_MS (default 1000): first wait; it doubles with every further failure. */
+  backoffMs: number;
+  /** VMKEEP_LOGIN_MAX_FAILURES (default 10): failures of one username that lock it out for lockoutSeconds. */
+  maxFailures: number;
+  /** VMKEEP_LOGIN_MAX_FAILURES_PER_ADDRESS (default 50): the same for one client address. */
+  maxFailuresPerAddress: number;
+  /** VMKEEP_LOGIN_LOCKOUT_SECONDS (default 900): lockout length; counts are also forgotten after this quiet time. */
+  lockoutSeconds: number;
 }
 
 export interface WorkerConfig {
@@ -142,6 +167,15 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): AppConf
       host: str('VMKEEP_API_HOST') ?? '127.0.0.1',
       port: int('VMKEEP_API_PORT', 8080, 0, 65535),
       tokenTtlHours: int('VMKEEP_TOKEN_TTL_HOURS', 12, 1, 24 * 365),
+      bodyLimitBytes: int('VMKEEP_API_BODY_LIMIT_KB', 1024, 1, 1024 * 1024) * 1024,
+      corsOrigins: (str('VMKEEP_API_CORS_ORIGINS') ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+      login: {
+        freeFailures: int('VMKEEP_LOGIN_FREE_FAILURES', 3, 0, 1000),
+        backoffMs: int('VMKEEP_LOGIN_BACKOFF_MS', 1000, 0, HOUR_MS),
+        maxFailures: int('VMKEEP_LOGIN_MAX_FAILURES', 10, 1, 100000),
+        maxFailuresPerAddress: int('VMKEEP_LOGIN_MAX_FAILURES_PER_ADDRESS', 50, 1, 1000000),
+        lockoutSeconds: int('VMKEEP_LOGIN_LOCKOUT_SECONDS', 900, 1, 7 * 86400),
+      },
     },
     admin: {
       username: str('VMKEEP_ADMIN_USER') ?? 'admin',

@@ -6,6 +6,7 @@ import type { DirEntry, FileHandle, FileStat, FileSystem, FileSystemType, Readdi
 /** Largest single read a handle serves; callers stream bigger files in pieces. */
 export const MAX_READ = 64 * 1024 * 1024;
 const DEFAULT_PAGE = 1000;
+const UNKNOWN_STAT: FileStat = { type: 'unknown', size: 0, mode: 0, uid: 0, gid: 0, mtimeMs: 0, atimeMs: 0, ctimeMs: 0, nlink: 0, inode: 0 };
 
 /** A run of a file's bytes stored contiguously on the volume. Bytes of the file outside every run are zeros. */
 export interface Run {
@@ -135,7 +136,13 @@ export abstract class TreeFileSystem<N> implements FileSystem {
     for await (const raw of this.entries(dir)) {
       if (index++ < offset) continue;
       if (entries.length === limit) return { entries, nextOffset: offset + limit };
-      entries.push({ name: raw.name, stat: this.statOf(await raw.load()) });
+      try {
+        entries.push({ name: raw.name, stat: this.statOf(await raw.load()) });
+      } catch (e) {
+        // One damaged inode does not hide the rest of the folder: it is listed with its error.
+        if (!(e instanceof FileSystemError)) throw e;
+        entries.push({ name: raw.name, stat: { ...UNKNOWN_STAT }, error: e.message });
+      }
     }
     return { entries, nextOffset: null };
   }

@@ -5,5 +5,8 @@ export { openFileSystem, detectFileSystem } from './open';
 export type { DetectedType } from './open';
 export { openExt, ExtFileSystem } from './ext/ext';
 export { openFat, FatFileSystem } from './fat/fat';
+export { openNtfs, NtfsFileSystem, REPARSE_TAG } from './ntfs/ntfs';
+export type { NtfsFileStat, NtfsInfo, NtfsReparse } from './ntfs/ntfs';
+export { openXfs, XfsFileSystem } from './xfs/xfs';
 export { MAX_READ, splitPath } from './file';
 export { crc32 } from './bytes';

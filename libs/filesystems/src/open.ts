@@ -4,6 +4,8 @@ import { UnsupportedFileSystemError } from './errors';
 import { openExt } from './ext/ext';
 import { EXT_MAGIC } from './ext/superblock';
 import { looksLikeFat, openFat } from './fat/fat';
+import { openNtfs } from './ntfs/ntfs';
+import { openXfs } from './xfs/xfs';
 import type { FileSystem } from './types';
 
 export type DetectedType =
@@ -35,8 +37,6 @@ export async function detectFileSystem(volume: Disk): Promise<DetectedType> {
 
 const UNSUPPORTED: Record<string, string> = {
   exfat: 'exFAT is not supported yet',
-  ntfs: 'NTFS is not supported yet',
-  xfs: 'XFS is not supported yet',
   btrfs: 'Btrfs is not supported yet',
   refs: 'ReFS is not supported yet',
   bitlocker: 'BitLocker-encrypted volumes are not supported yet',
@@ -51,5 +51,7 @@ export async function openFileSystem(volume: Disk): Promise<FileSystem> {
   const type = await detectFileSystem(volume);
   if (type === 'ext') return openExt(volume);
   if (type === 'fat') return openFat(volume);
+  if (type === 'ntfs') return openNtfs(volume);
+  if (type === 'xfs') return openXfs(volume);
   throw new UnsupportedFileSystemError(type, UNSUPPORTED[type]);
 }

@@ -49,6 +49,8 @@ export interface FileStat {
 export interface DirEntry {
   name: string;
   stat: FileStat;
+  /** Set when the entry's own metadata is damaged: `stat.type` is then 'unknown' and the rest is zero. */
+  error?: string;
 }
 
 export interface ReaddirOptions {
@@ -72,7 +74,7 @@ export interface FileHandle {
   extents(): Promise<Extent[]>;
 }
 
-export type FileSystemType = 'ext2' | 'ext3' | 'ext4' | 'fat12' | 'fat16' | 'fat32';
+export type FileSystemType = 'ext2' | 'ext3' | 'ext4' | 'fat12' | 'fat16' | 'fat32' | 'xfs' | 'ntfs';
 
 export interface FileSystem {
   readonly type: FileSystemType;

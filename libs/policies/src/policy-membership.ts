@@ -26,8 +26,10 @@ export class PolicyMembership {
     @InjectRepository(VmEntity) private readonly vms: Repository<VmEntity>,
   ) {}
 
-  async inventory(): Promise<SelectableVm[]> {
-    const vms = await this.vms.find({ where: { missing: false }, relations: { host: true }, order: { name: 'ASC' } });
+  /** The VMs selection looks at (one VM with `vmId`), by name. */
+  async inventory(vmId?: string): Promise<SelectableVm[]> {
+    const where = { missing: false, ...(vmId ? { id: vmId } : {}) };
+    const vms = await this.vms.find({ where, relations: { host: true }, order: { name: 'ASC' } });
     return vms.map((v) => ({
       id: v.id,
       name: v.name,
@@ -63,7 +65,7 @@ export class PolicyMembership {
 
   /** Every policy (enabled or not) that selects the VM, with the reason. */
   async policiesOf(vmId: string): Promise<(PolicyRef & { reason: string })[]> {
-    const vm = (await this.inventory()).find((v) => v.id === vmId);
+    const [vm] = await this.inventory(vmId);
     if (!vm) return [];
     const found: (PolicyRef & { reason: string })[] = [];
     for (const p of await this.policies.find({ order: { name: 'ASC' } })) {

@@ -79,7 +79,9 @@ export class PolicyRunner {
     } catch (err) {
       const existing = await this.runs.findOneBy({ policyId: policy.id, tickAt: tick });
       if (!existing) throw err;
-      if (existing.state !== 'running') {
+      // A scheduled tick is one BullMQ job, so a second delivery means its first worker died: resume. Two
+      // run-now requests within the same second are two jobs for one row: the later one stands down.
+      if (existing.state !== 'running' || manual) {
         this.log.warn(`policy ${policy.name}: the tick ${tick.toISOString()} already ran (run ${existing.id}); not again`);
         return null;
       }

@@ -16,7 +16,7 @@ export interface DiskWriteStats {
   newBytes: number;
   /** Bytes actually read from the source disk. */
   bytesRead: number;
-  /** Chunks taken unchanged from the parent point's index (incremental writes). */
+  /** Chunks taken unchanged from the parent point's index without reading (incremental writes; also in dedupChunks). */
   parentChunks?: number;
 }
 

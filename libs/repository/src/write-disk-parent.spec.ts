@@ -68,7 +68,8 @@ describe('incremental writeDisk (parent)', () => {
     });
     const { id } = await writer.commit({});
     expect(stats.bytesRead).toBe(16 * CS);
-    expect(stats.dedupChunks).toBe(15); // read again, already stored
+    expect(stats.parentChunks).toBe(17); // chunks 16..32
+    expect(stats.dedupChunks).toBe(15 + 17); // 15 read again and already stored, plus the parent's
     expect(await readAll(await repo.openDisk(id, 'disk-1'))).toEqual(next);
   });
 

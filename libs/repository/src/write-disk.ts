@@ -174,8 +174,11 @@ export async function writeDiskChunks(
       stats.newChunks++;
       stats.newBytes += outcome.storedBytes;
     } else if (outcome.kind === 'zero') stats.zeroChunks++;
-    else if (outcome.kind === 'parent') stats.parentChunks = (stats.parentChunks ?? 0) + 1;
-    else stats.dedupChunks++;
+    else {
+      // A parent chunk is already in the repository too: it counts as deduplicated, and separately.
+      stats.dedupChunks++;
+      if (outcome.kind === 'parent') stats.parentChunks = (stats.parentChunks ?? 0) + 1;
+    }
     bytesDone += length;
     const now = Date.now();
     if (opts.onProgress && now - lastProgress >= PROGRESS_INTERVAL_MS) {

@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
+import { IsBoolean, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
 import { Role, ROLES } from '@vmkeep/contracts';
 
 export class LoginDto {
@@ -78,4 +78,42 @@ export class UserDto {
   @ApiProperty({ enum: ROLES }) role!: Role;
   @ApiProperty() disabled!: boolean;
   @ApiProperty() createdAt!: Date;
+}
+
+export class ChangePasswordDto {
+  @ApiProperty({ format: 'password' })
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(1024)
+  currentPassword!: string;
+
+  @ApiProperty({ format: 'password', minLength: 8 })
+  @IsString()
+  @MinLength(8)
+  @MaxLength(1024)
+  newPassword!: string;
+}
+
+export class SetPasswordDto {
+  @ApiProperty({ format: 'password', minLength: 8 })
+  @IsString()
+  @MinLength(8)
+  @MaxLength(1024)
+  password!: string;
+}
+
+export class UpdateUserDto {
+  @ApiPropertyOptional({ enum: ROLES })
+  @IsOptional()
+  @IsIn(ROLES)
+  role?: Role;
+
+  @ApiPropertyOptional({ description: 'A disabled user cannot log in; its sessions end at once and its API tokens stop working' })
+  @IsOptional()
+  @IsBoolean()
+  disabled?: boolean;
+}
+
+export class PasswordChangedDto {
+  @ApiProperty({ description: 'How many login sessions were ended' }) sessionsRevoked!: number;
 }

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { LessThan, Repository } from 'typeorm';
+import { LessThan, Not, Repository } from 'typeorm';
 import { VmkeepError } from '@vmkeep/contracts';
 import { APP_CONFIG, AppConfig } from '@vmkeep/config';
 import { ApiTokenEntity, hashPassword, hashToken, newToken, UserEntity, verifyPassword } from '@vmkeep/persistence';
@@ -85,16 +85,35 @@ export class AuthService {
     return { ...tokenView(row), token };
   }
 
-  async listTokens(user: AuthUser): Promise<TokenView[]> {
-    const rows = await this.tokens.find({ where: { userId: user.id, kind: 'api' }, order: { createdAt: 'DESC' } });
+  /** API tokens of a user (their own, or any user's for an admin). */
+  async listTokens(userId: string): Promise<TokenView[]> {
+    const rows = await this.tokens.find({ where: { userId, kind: 'api' }, order: { createdAt: 'DESC' } });
     return rows.map(tokenView);
   }
 
-  async deleteToken(user: AuthUser, id: string): Promise<TokenView> {
-    const row = await this.tokens.findOneBy({ id, userId: user.id, kind: 'api' });
+  /** Revokes one API token of the user. */
+  async deleteToken(userId: string, id: string): Promise<TokenView> {
+    const row = await this.tokens.findOneBy({ id, userId, kind: 'api' });
     if (!row) throw new VmkeepError(`API token ${id} not found`, 'not_found');
     await this.tokens.delete({ id: row.id });
     return tokenView(row);
+  }
+
+  /** Ends every login session of the user, except the one given (the caller's own session when it changes its password). */
+  async revokeSessions(userId: string, exceptTokenId?: string): Promise<number> {
+    const result = await this.tokens.delete({ userId, kind: 'session', ...(exceptTokenId ? { id: Not(exceptTokenId) } : {}) });
+    return result.affected ?? 0;
+  }
+
+  /** Changes the caller's own password after checking the current one; its other sessions end. */
+  async changeOwnPassword(user: AuthUser, currentPassword: string, newPassword: string): Promise<number> {
+    const row = await this.users.findOneBy({ id: user.id });
+    if (!row || !(await verifyPassword(currentPassword, row.passwordHash))) {
+      throw new VmkeepError('the current password is wrong', 'forbidden');
+    }
+    if (currentPassword === newPassword) throw new VmkeepError('newPassword must differ from the current password', 'invalid');
+    await this.users.update(row.id, { passwordHash: await hashPassword(newPassword) });
+    return this.revokeSessions(row.id, user.tokenId);
   }
 }
 

@@ -68,16 +68,51 @@ export class UsersService implements OnApplicationBootstrap {
     return userView(row);
   }
 
+  async get(id: string): Promise<UserView> {
+    return userView(await this.find(id));
+  }
+
+  /**
+   * Changes role and/or disabled. One cannot disable or demote oneself, and the last enabled admin stays an
+   * enabled admin. Returns the user before and after.
+   */
+  async update(id: string, changes: { role?: Role; disabled?: boolean }, actorId: string): Promise<{ before: UserView; after: UserView }> {
+    const user = await this.find(id);
+    const before = userView(user);
+    const losesAdmin = user.role === 'admin' && !user.disabled && ((changes.role !== undefined && changes.role !== 'admin') || changes.disabled === true);
+    if (losesAdmin && user.id === actorId) throw new VmkeepError('you cannot disable or demote your own user', 'conflict');
+    if (losesAdmin && (await this.users.countBy({ role: 'admin', disabled: false })) <= 1) {
+      throw new VmkeepError('the last enabled admin cannot be disabled or demoted', 'conflict');
+    }
+    if (changes.disabled === true && user.id === actorId) throw new VmkeepError('you cannot disable your own user', 'conflict');
+    if (changes.role !== undefined) user.role = changes.role;
+    if (changes.disabled !== undefined) user.disabled = changes.disabled;
+    await this.users.update(user.id, { role: user.role, disabled: user.disabled });
+    return { before, after: userView(user) };
+  }
+
+  /** Sets a user's password (admin reset). */
+  async setPassword(id: string, password: string): Promise<UserView> {
+    const user = await this.find(id);
+    await this.users.update(user.id, { passwordHash: await hashPassword(password) });
+    return userView(user);
+  }
+
   /** Deletes a user (and, by cascade, its tokens). The last admin cannot be deleted, nor can one delete oneself. */
   async delete(id: string, actorId: string): Promise<UserView> {
-    const user = await this.users.findOneBy({ id });
-    if (!user) throw new VmkeepError(`user ${id} not found`, 'not_found');
+    const user = await this.find(id);
     if (user.id === actorId) throw new VmkeepError('you cannot delete your own user', 'conflict');
     if (user.role === 'admin' && (await this.users.countBy({ role: 'admin' })) <= 1) {
       throw new VmkeepError('the last admin cannot be deleted', 'conflict');
     }
     await this.users.delete({ id });
     return userView(user);
+  }
+
+  private async find(id: string): Promise<UserEntity> {
+    const user = await this.users.findOneBy({ id });
+    if (!user) throw new VmkeepError(`user ${id} not found`, 'not_found');
+    return user;
   }
 }
 

@@ -5,6 +5,7 @@ import { HostConnectionError } from '@vmkeep/inventory';
 import { QueueUnavailableError } from '@vmkeep/queue';
 import { RepositoryError } from '@vmkeep/repository';
 import { VsphereError } from '@vmkeep/vsphere';
+import { TooManyRequestsException } from './too-many-requests';
 
 const STATUS_BY_CODE: Record<string, number> = {
   invalid: HttpStatus.BAD_REQUEST,
@@ -44,6 +45,7 @@ export class ErrorsFilter implements ExceptionFilter {
     const json = JSON.stringify(body);
     res.statusCode = body.statusCode;
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    if (exception instanceof TooManyRequestsException) res.setHeader('Retry-After', String(exception.retryAfterSeconds));
     res.setHeader('Content-Length', Buffer.byteLength(json));
     res.end(json);
   }
