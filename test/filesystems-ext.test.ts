@@ -256,29 +256,26 @@ describe('flags, errors and refusals', () => {
     await expect(zeroMode.open('/hello.txt')).rejects.toBeInstanceOf(FileSystemError);
   });
 
-  test('other file systems are recognised and refused as not supported yet', async () => {
-    const cases: [string, string[], string][] = [
-      ['xfs', ['mkfs.xfs', '-q', '-f'], 'XFS'],
-      ['ntfs', ['mkntfs', '-q', '-F', '-f'], 'NTFS'],
-      ['exfat', ['mkfs.exfat'], 'exFAT'],
+  test('other volume contents are recognised by their signatures and refused as not supported yet', async () => {
+    // No tool here makes these, so each gets its signature at its documented place in an empty volume.
+    const signed = (at: number, text: string) => {
+      const b = Buffer.alloc(MiB);
+      b.write(text, at, 'latin1');
+      return new BufferDisk(b);
+    };
+    const cases: [string, BufferDisk, string][] = [
+      ['btrfs', signed(0x10040, '_BHRfS_M'), 'Btrfs is not supported yet'],
+      ['refs', signed(3, 'ReFS'), 'ReFS is not supported yet'],
+      ['bitlocker', signed(3, '-FVE-FS-'), 'BitLocker-encrypted volumes are not supported yet'],
+      ['luks', signed(0, 'LUKS\xba\xbe'), 'LUKS-encrypted volumes are not supported yet'],
+      ['lvm2', signed(512, 'LABELONE'), 'LVM2 physical volumes are not supported yet'],
+      ['swap', signed(4086, 'SWAPSPACE2'), 'a swap area holds no files'],
+      ['unknown', new BufferDisk(Buffer.alloc(MiB)), 'no known file system found'],
     ];
-    for (const [name, cmd, text] of cases) {
-      const file = path.join(dir, `${name}.img`);
-      await fs.writeFile(file, '');
-      await fs.truncate(file, 320 * MiB);
-      await run(cmd[0], [...cmd.slice(1), file]);
-      const disk = await openRaw(file);
-      try {
-        const err = await openFileSystem(disk).catch((e: unknown) => e);
-        expect(err).toBeInstanceOf(UnsupportedFileSystemError);
-        expect(err).toMatchObject({ fsType: name });
-        expect(String((err as Error).message)).toContain(`${text} is not supported yet`);
-      } finally {
-        await disk.close();
-      }
-      await fs.rm(file);
+    for (const [fsType, disk, text] of cases) {
+      const err = await openFileSystem(disk).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnsupportedFileSystemError);
+      expect({ fsType: (err as UnsupportedFileSystemError).fsType, message: (err as Error).message }).toEqual({ fsType, message: expect.stringContaining(text) });
     }
-    const blank = await openFileSystem(new BufferDisk(Buffer.alloc(MiB))).catch((e: unknown) => e);
-    expect(blank).toMatchObject({ name: 'UnsupportedFileSystemError', fsType: 'unknown' });
   });
 });

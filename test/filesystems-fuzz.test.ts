@@ -1,8 +1,9 @@
 /**
- * Mutation fuzz of the ext and FAT readers: small real images (ext4 64-bit with 1 KiB blocks and 4 groups, ext4
- * with inline_data, ext2 with indirect blocks; FAT12 and FAT32 made by mkfs.fat + mcopy) get 1–4 mutations each —
+ * Mutation fuzz of the ext, FAT and exFAT readers: small real images (ext4 64-bit with 1 KiB blocks and 4 groups,
+ * ext4 with inline_data, ext2 with indirect blocks; FAT12 and FAT32 made by mkfs.fat + mcopy; exFAT made by
+ * mkfs.exfat and filled by our helper) get 1–4 mutations each —
  * bit flips, random bytes, 16/32-bit fields set to boundary values, 16-byte splices — aimed at the superblock,
- * the group descriptors and every inode in use (located by dumpe2fs), at the FAT boot sector, FAT and root
+ * the group descriptors and every inode in use (located by dumpe2fs), at the (ex)FAT boot sector, FAT and root
  * folder, and now and then anywhere. Each case opens the file system and walks it (readdir, stat,
  * readlink, reads at both ends of every file and its extents) within a budget. Every case must end in success or
  * a typed error (DiskError / FileSystemError / PathError); any other exception, a case over the time limit or a
@@ -16,7 +17,7 @@ import * as path from 'node:path';
 import { checkRange, Disk, DiskError, Extent } from '@vmkeep/disk';
 import { FileSystem, openFileSystem, PathError } from '@vmkeep/filesystems';
 import { caseRng, Rng } from './peers/fuzz-mutate';
-import { makeFat, MiB, run, seededWrite } from './peers/fs-images';
+import { makeExfat, makeFat, MiB, run, seededWrite } from './peers/fs-images';
 
 const SEED = Number(process.env.VMKEEP_FUZZ_SEED ?? 0x0e47f522);
 const CASES = 3000;
@@ -99,6 +100,18 @@ async function makeFatSeed(bits: 12 | 32, tree: string, sizeMiB: number, spc: nu
   return { name: `fat${bits}`, bytes, regions: [[0, 512], [fatStart, 1024], [rootStart, 4096]] };
 }
 
+async function makeExfatSeed(tree: string): Promise<Seed> {
+  const exTree = path.join(dir, 'exfat-tree');
+  await fs.cp(tree, exTree, { recursive: true, filter: (src) => !/-link$/.test(src) });
+  const bytes = await fs.readFile(await makeExfat(path.join(dir, 'exfat.img'), exTree, 8));
+  const bps = 2 ** bytes[108];
+  const cs = bps * 2 ** bytes[109];
+  const heap = bytes.readUInt32LE(88) * bps;
+  const root = heap + (bytes.readUInt32LE(96) - 2) * cs;
+  // Boot sector, start of the FAT, then the root folder's entry sets.
+  return { name: 'exfat', bytes, regions: [[0, 512], [bytes.readUInt32LE(80) * bps, 1024], [root, cs]] };
+}
+
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmkeep-fs-fuzz-'));
   const tree = path.join(dir, 'tree');
@@ -109,6 +122,7 @@ beforeAll(async () => {
     await makeSeed('ext2-1k', tree, ['-t', 'ext2', '-b', '1024', '-g', '1024']),
     await makeFatSeed(12, tree, 2, 1),
     await makeFatSeed(32, tree, 34, 1),
+    await makeExfatSeed(tree),
   ];
 });
 
@@ -188,7 +202,7 @@ test('the seed images walk cleanly', async () => {
   }
 });
 
-test(`${CASES} mutated ext and FAT images end in success or a typed error, within time and read budgets`, async () => {
+test(`${CASES} mutated ext, FAT and exFAT images end in success or a typed error, within time and read budgets`, async () => {
   const only = process.env.VMKEEP_FUZZ_CASES?.split(',').map(Number);
   const cases = only ?? Array.from({ length: CASES }, (_, i) => i);
   const failures: string[] = [];

@@ -292,3 +292,133 @@ export async function seededWrite(dir: string): Promise<void> {
   await fs.writeFile(islands, '');
   for (let i = 0; i < 8; i++) await writeAt(islands, i * 16384, seededBytes('fuzz', `island-${i}`, 1024));
 }
+
+/**
+ * An exFAT image: `mkfs.exfat`, then the tree written in by this helper (no tool here copies files into exFAT
+ * without a mount). Files alternate between contiguous (NoFatChain) and FAT-chained allocations laid out
+ * backwards, folders grow cluster by cluster. The result is checked by `fsck.exfat -n` before it is returned.
+ */
+export async function makeExfat(file: string, tree: string, sizeMiB: number): Promise<string> {
+  await fs.rm(file, { force: true });
+  await fs.writeFile(file, '');
+  await fs.truncate(file, sizeMiB * MiB);
+  await run('mkfs.exfat', ['-L', 'VMKEEPX', file]);
+  const img = await fs.readFile(file);
+  const bps = 2 ** img[108];
+  const cs = bps * 2 ** img[109];
+  const fatOff = img.readUInt32LE(80) * bps;
+  const heap = img.readUInt32LE(88) * bps;
+  const count = img.readUInt32LE(92);
+  const at = (c: number) => heap + (c - 2) * cs;
+  const root = img.readUInt32LE(96);
+  let bitmapAt = -1;
+  for (let i = 0; i < cs; i += 32) if (img[at(root) + i] === 0x81) bitmapAt = at(img.readUInt32LE(at(root) + i + 20));
+  const used = (c: number) => (img[bitmapAt + ((c - 2) >> 3)] >> ((c - 2) & 7)) & 1;
+  const take = (c: number) => (img[bitmapAt + ((c - 2) >> 3)] |= 1 << ((c - 2) & 7));
+  const setFat = (c: number, v: number) => img.writeUInt32LE(v >>> 0, fatOff + c * 4);
+  const alloc = (n: number, contiguous: boolean): number[] => {
+    const out: number[] = [];
+    if (contiguous) {
+      for (let start = 2; start + n - 1 <= count + 1 && out.length === 0; start++) {
+        let ok = true;
+        for (let c = start; c < start + n && ok; c++) ok = !used(c);
+        if (ok) for (let c = start; c < start + n; c++) out.push(c);
+      }
+    } else {
+      for (let c = count + 1; c >= 2 && out.length < n; c--) if (!used(c)) out.push(c);
+    }
+    if (out.length < n) throw new Error('exFAT image full');
+    out.forEach(take);
+    if (!contiguous) out.forEach((c, i) => setFat(c, i + 1 < out.length ? out[i + 1] : 0xffffffff));
+    return out;
+  };
+  const checksum = (set: Buffer) => {
+    let sum = 0;
+    for (let i = 0; i < set.length; i++) if (i !== 2 && i !== 3) sum = ((((sum & 1) << 15) | (sum >>> 1)) + set[i]) & 0xffff;
+    return sum;
+  };
+  const nameHash = (name: string) => {
+    let h = 0;
+    for (const unit of Buffer.from(name.toUpperCase(), 'utf16le')) h = ((((h & 1) << 15) | (h >>> 1)) + unit) & 0xffff;
+    return h;
+  };
+  interface Dir { clusters: number[]; used: number; setAt: number[] }
+  const slotAt = (dir: Dir, slot: number) => at(dir.clusters[Math.floor((slot * 32) / cs)]) + ((slot * 32) % cs);
+  const rootDir: Dir = { clusters: [root], used: 0, setAt: [] };
+  while (img[slotAt(rootDir, rootDir.used)] !== 0) rootDir.used++;
+  const stamp = ((2024 - 1980) << 25) | (5 << 21) | (6 << 16) | (7 << 11) | (8 << 5) | 5;
+  const addSet = (dir: Dir, name: string, attr: number, first: number, size: number, contiguous: boolean) => {
+    const units = Buffer.from(name, 'utf16le');
+    const nameEntries = Math.ceil(name.length / 15);
+    const set = Buffer.alloc(32 * (2 + nameEntries));
+    set[0] = 0x85;
+    set[1] = 1 + nameEntries;
+    set.writeUInt16LE(attr, 4);
+    for (const off of [8, 12, 16]) set.writeUInt32LE(stamp, off);
+    set[21] = 50;
+    set[23] = 0x80 | 4; // UTC+1
+    set[32] = 0xc0;
+    set[33] = size > 0 || attr & 0x10 ? 1 | (contiguous ? 2 : 0) : 0;
+    set[35] = name.length;
+    set.writeUInt16LE(nameHash(name), 36);
+    set.writeBigUInt64LE(BigInt(size), 40);
+    set.writeUInt32LE(first, 52);
+    set.writeBigUInt64LE(BigInt(size), 56);
+    for (let i = 0; i < nameEntries; i++) {
+      set[64 + i * 32] = 0xc1;
+      units.copy(set, 64 + i * 32 + 2, i * 30, Math.min(units.length, (i + 1) * 30));
+    }
+    set.writeUInt16LE(checksum(set), 2);
+    const slots = set.length / 32;
+    while (dir.used + slots > (dir.clusters.length * cs) / 32) {
+      const [c] = alloc(1, false);
+      img.fill(0, at(c), at(c) + cs);
+      setFat(dir.clusters[dir.clusters.length - 1], c);
+      dir.clusters.push(c);
+      if (dir.setAt.length) {
+        // Grow the folder's own stream extension (DataLength, ValidDataLength) and refresh its set checksum.
+        const parts = dir.setAt.map((p) => img.subarray(p, p + 32));
+        for (const off of [8, 24]) parts[1].writeBigUInt64LE(BigInt(dir.clusters.length * cs), off);
+        const whole = Buffer.concat(parts);
+        parts[0].writeUInt16LE(checksum(whole), 2);
+      }
+    }
+    const positions: number[] = [];
+    for (let i = 0; i < slots; i++) {
+      const p = slotAt(dir, dir.used + i);
+      set.copy(img, p, i * 32, i * 32 + 32);
+      positions.push(p);
+    }
+    dir.used += slots;
+    return positions;
+  };
+  let fileNo = 0;
+  const visit = async (host: string, dir: Dir): Promise<void> => {
+    for (const name of (await fs.readdir(host)).sort()) {
+      const full = path.join(host, name);
+      const st = await fs.lstat(full);
+      if (st.isDirectory()) {
+        // Folders are FAT-chained so they can grow.
+        const [c] = alloc(1, false);
+        img.fill(0, at(c), at(c) + cs);
+        const child: Dir = { clusters: [c], used: 0, setAt: [] };
+        child.setAt = addSet(dir, name, 0x10, c, cs, false);
+        await visit(full, child);
+      } else if (st.isFile()) {
+        const data = await fs.readFile(full);
+        const contiguous = fileNo++ % 2 === 0;
+        const clusters = data.length ? alloc(Math.ceil(data.length / cs), contiguous) : [];
+        clusters.forEach((c, i) => {
+          img.fill(0, at(c), at(c) + cs);
+          data.copy(img, at(c), i * cs, Math.min(data.length, (i + 1) * cs));
+        });
+        addSet(dir, name, 0x20, clusters[0] ?? 0, data.length, contiguous);
+      }
+    }
+  };
+  await visit(tree, rootDir);
+  // Both copies of the FAT are not kept (NumberOfFats 1 here); the boot checksum does not cover what changed.
+  await fs.writeFile(file, img);
+  await run('fsck.exfat', ['-n', file]);
+  return file;
+}

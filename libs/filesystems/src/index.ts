@@ -5,6 +5,7 @@ export { openFileSystem, detectFileSystem } from './open';
 export type { DetectedType } from './open';
 export { openExt, ExtFileSystem } from './ext/ext';
 export { openFat, FatFileSystem } from './fat/fat';
+export { openExfat, ExfatFileSystem } from './exfat/exfat';
 export { openNtfs, NtfsFileSystem, REPARSE_TAG } from './ntfs/ntfs';
 export type { NtfsFileStat, NtfsInfo, NtfsReparse } from './ntfs/ntfs';
 export { openXfs, XfsFileSystem } from './xfs/xfs';

@@ -3,6 +3,7 @@ import type { Disk } from '@vmkeep/disk';
 import { UnsupportedFileSystemError } from './errors';
 import { openExt } from './ext/ext';
 import { EXT_MAGIC } from './ext/superblock';
+import { openExfat } from './exfat/exfat';
 import { looksLikeFat, openFat } from './fat/fat';
 import { openNtfs } from './ntfs/ntfs';
 import { openXfs } from './xfs/xfs';
@@ -36,7 +37,6 @@ export async function detectFileSystem(volume: Disk): Promise<DetectedType> {
 }
 
 const UNSUPPORTED: Record<string, string> = {
-  exfat: 'exFAT is not supported yet',
   btrfs: 'Btrfs is not supported yet',
   refs: 'ReFS is not supported yet',
   bitlocker: 'BitLocker-encrypted volumes are not supported yet',
@@ -51,6 +51,7 @@ export async function openFileSystem(volume: Disk): Promise<FileSystem> {
   const type = await detectFileSystem(volume);
   if (type === 'ext') return openExt(volume);
   if (type === 'fat') return openFat(volume);
+  if (type === 'exfat') return openExfat(volume);
   if (type === 'ntfs') return openNtfs(volume);
   if (type === 'xfs') return openXfs(volume);
   throw new UnsupportedFileSystemError(type, UNSUPPORTED[type]);

@@ -74,7 +74,7 @@ export interface FileHandle {
   extents(): Promise<Extent[]>;
 }
 
-export type FileSystemType = 'ext2' | 'ext3' | 'ext4' | 'fat12' | 'fat16' | 'fat32' | 'xfs' | 'ntfs';
+export type FileSystemType = 'ext2' | 'ext3' | 'ext4' | 'fat12' | 'fat16' | 'fat32' | 'exfat' | 'xfs' | 'ntfs';
 
 export interface FileSystem {
   readonly type: FileSystemType;

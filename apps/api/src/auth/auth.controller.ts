@@ -86,6 +86,7 @@ export class AuthController {
   /** Counts a failed password check against the username and address, auditing it and any lockout it causes. */
   private async recordFailure(actor: { id: string | null; username: string }, action: string, address: string, reason: string): Promise<void> {
     const outcome = this.throttle.failed(actor.username, address);
+    this.logger.warn(`${action}: user ${JSON.stringify(actor.username)} from ${address} (${reason})`);
     await this.audit.record(actor, action, actor.username, { reason, address });
     for (const scope of outcome.lockedOut) {
       const target = scope === 'username' ? actor.username : address;

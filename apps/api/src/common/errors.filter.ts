@@ -5,6 +5,7 @@ import { HostConnectionError } from '@vmkeep/inventory';
 import { QueueUnavailableError } from '@vmkeep/queue';
 import { RepositoryError } from '@vmkeep/repository';
 import { VsphereError } from '@vmkeep/vsphere';
+import { redactSecrets } from './redact';
 import { TooManyRequestsException } from './too-many-requests';
 
 const STATUS_BY_CODE: Record<string, number> = {
@@ -64,7 +65,7 @@ export class ErrorsFilter implements ExceptionFilter {
       return {
         statusCode: HttpStatus.BAD_GATEWAY,
         error: 'Bad Gateway',
-        message: exception.message,
+        message: redactSecrets(exception.message),
         code: exception.code,
         ...(exception.presentedThumbprint ? { presentedThumbprint: exception.presentedThumbprint } : {}),
       };
@@ -77,14 +78,14 @@ export class ErrorsFilter implements ExceptionFilter {
       return { statusCode: HttpStatus.SERVICE_UNAVAILABLE, error: 'Service Unavailable', message: exception.message };
     }
     if (exception instanceof VsphereError) {
-      return { statusCode: HttpStatus.BAD_GATEWAY, error: 'Bad Gateway', message: `vSphere: ${exception.message}` };
+      return { statusCode: HttpStatus.BAD_GATEWAY, error: 'Bad Gateway', message: redactSecrets(`vSphere: ${exception.message}`) };
     }
     if (exception instanceof RepositoryError) {
       const status = STATUS_BY_CODE[exception.code] ?? HttpStatus.INTERNAL_SERVER_ERROR;
-      if (status >= 500) this.logger.error(`repository: ${exception.message}`);
+      if (status >= 500) this.logger.error(redactSecrets(`repository: ${exception.message}`));
       return { statusCode: status, error: HttpStatus[status] ?? 'Error', message: exception.message, code: exception.code };
     }
-    this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+    this.logger.error(redactSecrets(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception)));
     return { statusCode: HttpStatus.INTERNAL_SERVER_ERROR, error: 'Internal Server Error', message: 'internal error (see the API log)' };
   }
 }

@@ -219,7 +219,8 @@ export class ExfatFileSystem extends TreeFileSystem<ExfatNode> {
       const file = set[0];
       const stream = set[1];
       const nameLength = stream[3];
-      const name = Buffer.concat(set.slice(2).map((n) => n.subarray(2, 32))).toString('utf16le').slice(0, nameLength);
+      const nameEntries = set.slice(2).filter((n) => n[0] === 0xc1);
+      const name = Buffer.concat(nameEntries.map((n) => n.subarray(2, 32))).toString('utf16le').slice(0, nameLength);
       const node: ExfatNode = {
         name, attr: file.readUInt16LE(4), at: setAt,
         firstCluster: stream.readUInt32LE(20), noFatChain: (stream[1] & 2) !== 0,
@@ -232,7 +233,7 @@ export class ExfatFileSystem extends TreeFileSystem<ExfatNode> {
       const valid = stream.readBigUInt64LE(8);
       if (setChecksum(whole) !== file.readUInt16LE(2)) node.damage = 'entry set checksum mismatch';
       else if (size > BigInt(Number.MAX_SAFE_INTEGER) || valid > size) node.damage = `DataLength ${size} / ValidDataLength ${valid} are invalid`;
-      else if (nameLength === 0 || nameLength > (set.length - 2) * 15) node.damage = `name length ${nameLength} is invalid`;
+      else if (nameLength === 0 || nameLength > nameEntries.length * 15) node.damage = `name length ${nameLength} is invalid`;
       else {
         node.size = Number(size);
         node.validSize = Number(valid);
@@ -243,8 +244,8 @@ export class ExfatFileSystem extends TreeFileSystem<ExfatNode> {
       const type = e[0];
       if (type === 0x00) break;
       if (want > 0) {
-        // Inside an entry set: stream extension then file names, all in use.
-        if ((set.length === 1 && type !== 0xc0) || (set.length > 1 && type !== 0xc1 && set.length < 3)) {
+        // Inside an entry set: the stream extension, then in-use secondary entries (file names first).
+        if ((set.length === 1 && type !== 0xc0) || (set.length > 1 && (type & 0xc0) !== 0xc0)) {
           set = [];
           want = 0;
         } else {

@@ -22,8 +22,9 @@ const MAX_EXTENSION_RECORDS = 4096;
 const MAX_INDEX_DEPTH = 32;
 const MAX_BITMAP = 8 * 1024 * 1024;
 const NODE_CACHE = 2048;
+const MAX_INTERIX_LINK = 8 + 2 * 4096;
 
-const FILE_ATTR = { readOnly: 0x1, sparse: 0x200, reparse: 0x400, compressed: 0x800, encrypted: 0x4000 } as const;
+const FILE_ATTR = { readOnly: 0x1, system: 0x4, sparse: 0x200, reparse: 0x400, compressed: 0x800, encrypted: 0x4000 } as const;
 export const REPARSE_TAG = { mountPoint: 0xa0000003, symlink: 0xa000000c, dedup: 0x80000013, wof: 0x80000017 } as const;
 
 export interface NtfsReparse {
@@ -54,6 +55,8 @@ export interface NtfsNode {
   record: number;
   attrs: Attribute[];
   stat: NtfsFileStat;
+  /** Target of a symlink (reparse point or Interix "IntxLNK" file, as ntfs-3g writes them). */
+  linkTarget?: string;
 }
 
 interface IndexEntry {
@@ -174,7 +177,19 @@ export class NtfsFileSystem extends TreeFileSystem<NtfsNode> {
     let attrs = rec.attributes;
     const list = attrs.find((a) => a.type === ATTR.attributeList);
     if (list) attrs = [...attrs, ...(await this.extensionAttributes(rec.number, list))];
-    return { record: rec.number, attrs, stat: this.makeStat(rec, attrs) };
+    const stat = this.makeStat(rec, attrs);
+    const node: NtfsNode = { record: rec.number, attrs, stat, linkTarget: stat.ntfs.reparse?.target };
+    if (stat.type === 'file' && stat.ntfs.attributes & FILE_ATTR.system && stat.size > 8 && stat.size <= MAX_INTERIX_LINK) {
+      const s = this.stream(attrs, ATTR.data, '');
+      const data = s && !(s.first.flags & ATTR_FLAG.encrypted) ? await readWhole(this.volume, s, this.boot.clusterSize, MAX_INTERIX_LINK, 'symlink') : undefined;
+      if (data && data.toString('latin1', 0, 8) === 'IntxLNK\x01' && data.length % 2 === 0) {
+        node.linkTarget = data.toString('utf16le', 8);
+        stat.type = 'symlink';
+        stat.mode = 0o777;
+        stat.size = Buffer.byteLength(node.linkTarget);
+      }
+    }
+    return node;
   }
 
   private async extensionAttributes(base: number, list: Attribute): Promise<Attribute[]> {
@@ -229,7 +244,7 @@ export class NtfsFileSystem extends TreeFileSystem<NtfsNode> {
     const readOnly = (flags & FILE_ATTR.readOnly) !== 0;
     return {
       type: linkKind ? 'symlink' : isDir ? 'directory' : 'file',
-      size: linkKind || isDir ? (linkKind ? (reparse?.target?.length ?? 0) : 0) : size,
+      size: linkKind ? Buffer.byteLength(reparse?.target ?? '') : isDir ? 0 : size,
       mode: linkKind ? 0o777 : isDir ? (readOnly ? 0o555 : 0o755) : readOnly ? 0o444 : 0o644,
       uid: 0,
       gid: 0,
@@ -288,16 +303,16 @@ export class NtfsFileSystem extends TreeFileSystem<NtfsNode> {
   }
 
   protected lookup(dir: NtfsNode, name: string): Promise<NtfsNode | undefined> {
-    const self = this;
+    const scan = async function* (entries: AsyncGenerator<IndexEntry>): AsyncGenerator<[string, number]> {
+      for await (const e of entries) yield [e.name, e.ref];
+    };
     return this.dirIndex
-      .lookup(dir.record, name, async function* () {
-        for await (const e of self.indexEntries(dir)) yield [e.name, e.ref] as [string, number];
-      })
+      .lookup(dir.record, name, () => scan(this.indexEntries(dir)))
       .then((ref) => (ref === undefined ? undefined : this.node(ref)));
   }
 
   protected async readlinkOf(node: NtfsNode, path: string): Promise<string> {
-    const target = node.stat.ntfs.reparse?.target;
+    const target = node.linkTarget;
     if (target === undefined) throw new PathError('EINVAL', path, 'reparse point has no target');
     return target;
   }

@@ -73,8 +73,15 @@ export class CompressedFile implements FileHandle {
     const from = u * per;
     const to = from + per;
     const out: { diskOffset: number; length: number }[] = [];
-    for (const r of this.stream.runs) {
-      if (r.vcn + r.count <= from) continue;
+    const runs = this.stream.runs;
+    let lo = 0;
+    for (let hi = runs.length; lo < hi; ) {
+      const mid = (lo + hi) >> 1;
+      if (runs[mid].vcn + runs[mid].count <= from) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < runs.length; i++) {
+      const r = runs[i];
       if (r.vcn >= to) break;
       if (r.lcn === null) continue;
       const a = Math.max(from, r.vcn);

@@ -285,6 +285,7 @@ export class XfsFileSystem extends TreeFileSystem<XfsInode> {
       const where = linear * this.bs;
       if (block.readUInt32BE(0) !== SYMLINK_MAGIC) throw this.error(`inode ${node.ino} symlink block`, 'bad magic (expected XSLM)', where);
       if (!crcOk(block, 12)) throw this.error(`inode ${node.ino} symlink block`, 'CRC-32C mismatch', where + 12);
+      if (Number(block.readBigUInt64BE(32)) !== node.ino) throw this.error(`inode ${node.ino} symlink block`, `owned by inode ${block.readBigUInt64BE(32)}`, where + 32);
       const bytes = block.readUInt32BE(8);
       if (block.readUInt32BE(4) !== got || bytes === 0 || SYMLINK_HEADER + bytes > block.length || got + bytes > node.size) {
         throw this.error(`inode ${node.ino} symlink block`, `offset ${block.readUInt32BE(4)} / length ${bytes} are invalid`, where + 4);
