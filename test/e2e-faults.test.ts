@@ -105,8 +105,16 @@ async function startBackup(vm: VmRow): Promise<string> {
   return (await app.api<{ id: string }>('POST', `/api/vms/${vm.id}/backup`, { quiesce: false })).id;
 }
 
+/** Gives the VM's disks new content, so that even an incremental (CBT) backup has the whole disk to read. */
+function rewriteDisks(vm: VmRow): void {
+  for (const disk of vcsim.vms.find((v) => v.name === vm.name)?.disks ?? []) {
+    fs.writeFileSync(disk.localPath.replace(/\.vmdk$/, '-flat.vmdk'), randomBytes(disk.capacityBytes));
+  }
+}
+
 /** Starts a backup through the throttled proxy and resolves with its job id once it is reading disk data. */
 async function startBackupMidRead(vm: VmRow): Promise<string> {
+  rewriteDisks(vm);
   proxy.throttle(SLOW_BYTES_PER_SECOND);
   const jobId = await startBackup(vm);
   await waitForJob(app, jobId, (job) => job.state === 'running' && job.bytesDone > 0);

@@ -32,7 +32,7 @@ beforeAll(async () => {
   madeAt = Date.now();
   image = await makeXfs(path.join(dir, 'xfs-4k.img'), tree, { sizeMiB: 64 });
   image1k = await makeXfs(path.join(dir, 'xfs-1k.img'), tree, { sizeMiB: 64, blockSize: 1024, dirBlockSize: 4096, label: 'vmkeep-1k' });
-  imageNrext64 = await makeXfs(path.join(dir, 'xfs-nrext64.img'), tree, { sizeMiB: 64, label: 'vmkeep-n64', extraArgs: ['-i', 'nrext64=1'] });
+  imageNrext64 = await makeXfs(path.join(dir, 'xfs-nrext64.img'), tree, { sizeMiB: 128, label: 'vmkeep-n64', extraArgs: ['-i', 'nrext64=1'] });
   // States mkfs cannot make: a preallocated (unwritten) extent, and a file whose data starts after a hole.
   await xfsDb(image, ['path /prealloc.bin', 'write u3.bmx[0].extentflag 1', 'path /holey.bin', 'write u3.bmx[0].startoff 3', `write core.size ${7 * 4096}`], true);
 }, 120_000);
@@ -75,16 +75,16 @@ async function ourTree(fsys: FileSystem) {
 }
 
 describe.each([
-  ['4 KiB blocks (with unwritten extent and hole)', () => image, true, 'vmkeep-xfs'],
-  ['1 KiB blocks, 4 KiB directory blocks', () => image1k, false, 'vmkeep-1k'],
-  ['large extent counters (nrext64)', () => imageNrext64, false, 'vmkeep-n64'],
-])('%s', (_title, file, mutated, label) => {
+  ['4 KiB blocks (with unwritten extent and hole)', () => image, true, 'vmkeep-xfs', 64],
+  ['1 KiB blocks, 4 KiB directory blocks', () => image1k, false, 'vmkeep-1k', 64],
+  ['large extent counters (nrext64)', () => imageNrext64, false, 'vmkeep-n64', 128],
+])('%s', (_title, file, mutated, label, sizeMiB) => {
   test('the whole tree equals the source tree, and every folder equals xfs_db ls (names and inode numbers)', async () => {
     await withFs(file(), async (fsys) => {
       expect(fsys.type).toBe('xfs');
       expect(fsys.uuid).toBe(XFS_UUID);
       expect(fsys.label).toBe(label);
-      expect(fsys.size).toBe(64 * MiB);
+      expect(fsys.size).toBe(sizeMiB * MiB);
       expect(fsys.dirty).toBe(false);
       expect(fsys.warnings).toEqual([]);
       const ours = await ourTree(fsys);
