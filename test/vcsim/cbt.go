@@ -110,7 +110,7 @@ func (c *cbtTracker) vmLocked(vmID string) *vmTracking {
 
 // Reference, PutObject, UpdateObject, RemoveObject: simulator.RegisterObject.
 func (c *cbtTracker) Reference() types.ManagedObjectReference { return c.self }
-func (c *cbtTracker) PutObject(mo.Reference) {}
+func (c *cbtTracker) PutObject(mo.Reference)                  {}
 
 func (c *cbtTracker) RemoveObject(ref types.ManagedObjectReference) {
 	if ref.Type != "VirtualMachineSnapshot" {

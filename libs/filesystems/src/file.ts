@@ -194,29 +194,34 @@ export class BlockCache {
 }
 
 /**
- * Name → id maps of the few most recently searched directories, so that opening many files of one large
- * directory scans it once. Directories with more than `maxEntries` names are scanned on each lookup instead.
+ * Name → id maps of the most recently searched directories, so that opening many files of one large directory
+ * scans it once. At most `budget` names are held across all cached directories (older directories are dropped
+ * first); a directory with more names than that is scanned on each lookup instead.
  */
 export class DirectoryIndex<V> {
   private readonly dirs = new Map<number, Map<string, V>>();
-  constructor(
-    private readonly capacity = 8,
-    private readonly maxEntries = 1_000_000,
-  ) {}
+  private held = 0;
+  constructor(private readonly budget = 300_000) {}
 
   async lookup(dirKey: number, name: string, scan: () => AsyncIterable<[string, V]>): Promise<V | undefined> {
     const cached = this.dirs.get(dirKey);
     if (cached) return cached.get(name);
-    const index = new Map<string, V>();
+    let index: Map<string, V> | undefined = new Map<string, V>();
     let found: V | undefined;
     for await (const [key, value] of scan()) {
       if (found === undefined && key === name) found = value;
-      if (index.size > this.maxEntries) continue;
-      if (!index.has(key)) index.set(key, value);
+      if (!index || index.has(key)) continue;
+      index.set(key, value);
+      if (index.size > this.budget) index = undefined;
     }
-    if (index.size <= this.maxEntries) {
-      if (this.dirs.size >= this.capacity) this.dirs.delete(this.dirs.keys().next().value as number);
+    if (index) {
+      for (const [key, old] of this.dirs) {
+        if (this.held + index.size <= this.budget) break;
+        this.dirs.delete(key);
+        this.held -= old.size;
+      }
       this.dirs.set(dirKey, index);
+      this.held += index.size;
     }
     return found;
   }

@@ -70,3 +70,28 @@ describe('listVolumes', () => {
     await expect(volume.read(1000, 100)).rejects.toThrow(/past the end/);
   });
 });
+
+describe('DirectoryIndex', () => {
+  test('scans a directory once, keeps within its name budget and evicts the oldest directory', async () => {
+    const { DirectoryIndex } = await import('./file');
+    const index = new DirectoryIndex<number>(5);
+    let scans = 0;
+    const dir = (names: string[]) => async function* (): AsyncIterable<[string, number]> {
+      scans++;
+      for (const [i, n] of names.entries()) yield [n, i];
+    };
+    const a = dir(['x', 'y', 'z']);
+    expect(await index.lookup(1, 'y', a)).toBe(1);
+    expect(await index.lookup(1, 'z', a)).toBe(2);
+    expect(await index.lookup(1, 'nope', a)).toBeUndefined();
+    expect(scans).toBe(1);
+    const b = dir(['p', 'q', 'r']);
+    expect(await index.lookup(2, 'r', b)).toBe(2);
+    expect(await index.lookup(1, 'x', a)).toBe(0);
+    expect(scans).toBe(3); // directory 1 was dropped to fit directory 2 in the 5-name budget
+    const big = dir(['1', '2', '3', '4', '5', '6']);
+    expect(await index.lookup(3, '6', big)).toBe(5);
+    expect(await index.lookup(3, '6', big)).toBe(5);
+    expect(scans).toBe(5); // too big to cache: scanned each time
+  });
+});

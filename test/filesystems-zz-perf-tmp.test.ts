@@ -1,0 +1,31 @@
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { openRaw } from '@vmkeep/disk-formats';
+import { openFileSystem } from '@vmkeep/filesystems';
+import { run } from './peers/fs-images';
+
+test('perf', async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmkeep-perf-'));
+  await fs.mkdir(path.join(dir, 't', 'big'), { recursive: true });
+  for (let i = 0; i < 100000; i++) await (await fs.open(path.join(dir, 't', 'big', `file-with-a-longish-name-${i}.txt`), 'w')).close();
+  let t = Date.now();
+  await run('mke2fs', ['-q', '-F', '-t', 'ext4', '-N', '120000', '-d', path.join(dir, 't'), path.join(dir, 'i.img'), '512M']);
+  console.log('mke2fs', Date.now() - t);
+  const disk = await openRaw(path.join(dir, 'i.img'));
+  t = Date.now();
+  const f = await openFileSystem(disk);
+  const page = await f.readdir('/big', { limit: 1000 });
+  console.log('first page', Date.now() - t, page.entries.length);
+  t = Date.now();
+  await f.readdir('/big', { offset: 99000, limit: 1000 });
+  console.log('last page', Date.now() - t);
+  t = Date.now();
+  await f.stat('/big/file-with-a-longish-name-77777.txt');
+  console.log('first lookup', Date.now() - t);
+  t = Date.now();
+  for (let i = 0; i < 1000; i++) await f.stat(`/big/file-with-a-longish-name-${i}.txt`);
+  console.log('1000 lookups', Date.now() - t);
+  await disk.close();
+  await fs.rm(dir, { recursive: true, force: true });
+});
