@@ -67,7 +67,7 @@ export function policyFields(input: PolicyInput): PolicyFields {
     selection,
     retention,
     quiesce,
-    cbt: input.cbt ?? false,
+    cbt: input.cbt ?? true,
     priority: input.priority ?? 0,
     concurrency,
     retries: input.retries ?? 0,

@@ -75,7 +75,7 @@ describe('policy input', () => {
       windowStart: null,
       retention: { keepLast: 7 },
       quiesce: 'try',
-      cbt: false,
+      cbt: true,
       retries: 0,
       selection: EMPTY_SELECTION,
     });

@@ -112,7 +112,7 @@ export class CreatePolicyDto {
   @ApiPropertyOptional({ type: SelectionDto }) @IsOptional() @ValidateNested() @Type(() => SelectionDto) selection?: SelectionDto;
   @ApiPropertyOptional({ type: RetentionDto, description: 'default { keepLast: 7 }' }) @IsOptional() @ValidateNested() @Type(() => RetentionDto) retention?: RetentionDto;
   @ApiPropertyOptional({ enum: QUIESCE_MODES, default: 'try' }) @IsOptional() @IsIn(QUIESCE_MODES) quiesce?: QuiesceMode;
-  @ApiPropertyOptional({ default: false, description: 'changed block tracking' }) @IsOptional() @IsBoolean() cbt?: boolean;
+  @ApiPropertyOptional({ default: true, description: 'changed block tracking' }) @IsOptional() @IsBoolean() cbt?: boolean;
   @ApiPropertyOptional({ default: 0, description: 'higher first when policies compete for slots' }) @IsOptional() @IsInt() @Min(-1000) @Max(1000) priority?: number;
   @ApiPropertyOptional({ type: ConcurrencyDto }) @IsOptional() @ValidateNested() @Type(() => ConcurrencyDto) concurrency?: ConcurrencyDto;
   @ApiPropertyOptional({ default: 0 }) @IsOptional() @IsInt() @Min(0) @Max(10) retries?: number;

@@ -54,7 +54,7 @@ export class PolicyEntity {
   @Column({ type: 'simple-json' }) selection!: PolicySelection;
   @Column({ type: 'simple-json' }) retention!: PolicyRetention;
   @Column({ type: 'varchar', length: 16, default: 'try' }) quiesce!: QuiesceMode;
-  @Column({ type: 'boolean', default: false }) cbt!: boolean;
+  @Column({ type: 'boolean', default: true }) cbt!: boolean;
   /** Higher first when policies compete for concurrency slots. */
   @Column({ type: 'int', default: 0 }) priority!: number;
   @Column({ type: 'simple-json' }) concurrency!: PolicyConcurrency;

@@ -54,7 +54,7 @@ function tables(mysql: boolean): Table[] {
         text('selection'),
         text('retention'),
         { ...varchar('quiesce', 16), default: "'try'" },
-        bool('cbt', false),
+        bool('cbt', true),
         int('priority', 0),
         text('concurrency'),
         int('retries', 0),
