@@ -177,3 +177,65 @@ export async function xfsDbField(image: string, filePath: string, field: string)
   if (!m) throw new Error(`xfs_db printed no ${field} for ${filePath}: ${text}`);
   return m[1];
 }
+
+/**
+ * Rewrites the one-extent data fork of `filePath` as a B+tree fork (root in the inode, one BMA3 leaf in the last
+ * block of the file system, the extent cut into `pieces` records), as the kernel would once a file has more
+ * extents than its inode holds — protofile mkfs never makes such files. The result is checked with xfs_db bmap.
+ */
+export async function makeBtreeFork(image: string, filePath: string, pieces: number): Promise<void> {
+  const sb = await xfsDb(image, ['sb 0', 'print blocksize agblocks agblklog agcount dblocks inodesize inopblog uuid']);
+  const field = (name: string) => new RegExp(`^${name} = (\\S+)$`, 'm').exec(sb)![1];
+  const [bs, agblocks, agblklog, inodeSize, inopblog] = ['blocksize', 'agblocks', 'agblklog', 'inodesize', 'inopblog'].map((n) => Number(field(n)));
+  const linear = (fsb: number) => Math.floor(fsb / 2 ** agblklog) * agblocks + (fsb % 2 ** agblklog);
+  const text = await xfsDb(image, [`path ${filePath}`, 'print v3.inumber core.format', 'bmap']);
+  const ino = Number(/v3.inumber = (\d+)/.exec(text)![1]);
+  const extents = [...text.matchAll(/data offset (\d+) startblock (\d+) \(\d+\/\d+\) count (\d+)/g)];
+  if (!/core.format = 2 /.test(text) || extents.length !== 1) throw new Error(`${filePath} is not a one-extent file`);
+  const [start, count] = [Number(extents[0][2]), Number(extents[0][3])];
+  // The last block of the last AG, as an AG-packed block number.
+  const lastLinear = Number(field('dblocks')) - 1;
+  const leafFsb = Math.floor(lastLinear / agblocks) * 2 ** agblklog + (lastLinear % agblocks);
+  const leaf = Buffer.alloc(bs);
+  leaf.writeUInt32BE(0x424d4133, 0);
+  leaf.writeUInt16BE(0, 4);
+  leaf.writeUInt16BE(pieces, 6);
+  leaf.writeBigInt64BE(-1n, 8);
+  leaf.writeBigInt64BE(-1n, 16);
+  leaf.writeBigUInt64BE(BigInt((lastLinear * bs) / 512), 24);
+  Buffer.from(field('uuid').replace(/-/g, ''), 'hex').copy(leaf, 40);
+  leaf.writeBigUInt64BE(BigInt(ino), 56);
+  const per = Math.ceil(count / pieces);
+  for (let i = 0; i < pieces; i++) {
+    const off = i * per;
+    const n = Math.min(per, count - off);
+    const l0 = BigInt(off) << 9n | BigInt(start + off) >> 43n;
+    const l1 = (BigInt(start + off) & ((1n << 43n) - 1n)) << 21n | BigInt(n);
+    leaf.writeBigUInt64BE(l0, 72 + i * 16);
+    leaf.writeBigUInt64BE(l1, 80 + i * 16);
+  }
+  leaf.writeUInt32LE(crc32c(leaf), 64);
+  const inodeAt = linear(Math.floor(ino / 2 ** inopblog)) * bs + (ino % 2 ** inopblog) * inodeSize;
+  const h = await fs.open(image, 'r+');
+  try {
+    const inode = Buffer.alloc(inodeSize);
+    await h.read(inode, 0, inodeSize, inodeAt);
+    if ((inode.readBigUInt64BE(120) & 0x10n) !== 0n) throw new Error('nrext64 inodes are not handled here');
+    inode[5] = 3;
+    inode.writeUInt32BE(pieces, 76);
+    inode.writeBigUInt64BE(inode.readBigUInt64BE(64) + 1n, 64);
+    const fork = inode.subarray(176);
+    fork.fill(0);
+    const maxrecs = Math.floor((fork.length - 4) / 16);
+    fork.writeUInt16BE(1, 0);
+    fork.writeUInt16BE(1, 2);
+    fork.writeBigUInt64BE(0n, 4);
+    fork.writeBigUInt64BE(BigInt(leafFsb), 4 + maxrecs * 8);
+    inode.writeUInt32LE(0, 100);
+    inode.writeUInt32LE(crc32c(inode), 100);
+    await h.write(inode, 0, inodeSize, inodeAt);
+    await h.write(leaf, 0, bs, lastLinear * bs);
+  } finally {
+    await h.close();
+  }
+}

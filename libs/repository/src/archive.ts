@@ -6,10 +6,10 @@
  * A legal hold can be released; retain-until never shortened.
  */
 import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
-import { tempPathFor } from './atomic';
+import { ARCHIVES_DIR } from './constants';
 import { ArchiveChangeError, RepositoryFormatError } from './errors';
 import { isPointId } from './names';
+import { FsStorage, type ObjectStorage } from './storage';
 
 export interface ArchiveStatus {
   pointId: string;
@@ -65,7 +65,14 @@ function parseRevision(text: string, where: string, pointId: string, revision: n
 }
 
 export class ArchiveRecords {
-  constructor(readonly dir: string) {}
+  /**
+   * `onWritten` runs after each new revision (object storage: Object Lock on the point's objects); a failure
+   * there fails the change, but the revision (and so the repository's own lock) stays.
+   */
+  constructor(
+    readonly storage: ObjectStorage,
+    private readonly onWritten?: (status: ArchiveStatus, revisionKey: string) => Promise<void>,
+  ) {}
 
   /**
    * The point's archive status, or undefined when it was never archived. A damaged revision throws (fail
@@ -88,15 +95,9 @@ export class ArchiveRecords {
 
   /** Every archived point's status. */
   async list(now = new Date()): Promise<ArchiveStatus[]> {
-    let names: string[];
-    try {
-      names = await fs.readdir(this.dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
+    const names = new Set((await this.storage.list(`${ARCHIVES_DIR}/`)).map((o) => o.key.split('/')[1]));
     const out: ArchiveStatus[] = [];
-    for (const name of names.filter(isPointId).sort()) {
+    for (const name of [...names].filter(isPointId).sort()) {
       const status = await this.status(name, now);
       if (status) out.push(status);
     }
@@ -136,61 +137,43 @@ export class ArchiveRecords {
         legalHold: change.legalHold ?? current?.legalHold ?? false,
         at: now.toISOString(),
       };
-      if (await this.writeOnce(revision)) return (await this.status(pointId, now)) as ArchiveStatus;
+      const key = await this.writeOnce(revision);
+      if (key) {
+        const status = (await this.status(pointId, now)) as ArchiveStatus;
+        await this.onWritten?.(status, key);
+        return status;
+      }
       if (attempt >= MAX_RACE_RETRIES) throw new ArchiveChangeError(`point ${pointId}: archive changed concurrently, try again`);
     }
   }
 
-  private pointDir(pointId: string): string {
-    return path.join(this.dir, pointId);
+  private pointPrefix(pointId: string): string {
+    return `${ARCHIVES_DIR}/${pointId}/`;
   }
 
   private async revisions(pointId: string): Promise<Revision[]> {
     if (!isPointId(pointId)) return [];
-    let names: string[];
-    try {
-      names = await fs.readdir(this.pointDir(pointId));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
+    const prefix = this.pointPrefix(pointId);
     const out: Revision[] = [];
-    for (const name of names.sort()) {
-      const m = REVISION_PATTERN.exec(name);
+    for (const { key } of await this.storage.list(prefix)) {
+      const m = REVISION_PATTERN.exec(key.slice(prefix.length));
       if (!m) continue;
-      const file = path.join(this.pointDir(pointId), name);
-      out.push(parseRevision(await fs.readFile(file, 'utf8'), `archive record ${file}`, pointId, Number(m[1])));
+      const data = await this.storage.get(key);
+      const where = `archive record ${key} in ${this.storage.description}`;
+      if (!data) throw new RepositoryFormatError(where, 'vanished while being read');
+      out.push(parseRevision(data.toString('utf8'), where, pointId, Number(m[1])));
     }
     return out;
   }
 
-  /** Creates the revision file if no file of that number exists; false when another writer got there first. */
-  private async writeOnce(revision: Revision): Promise<boolean> {
-    const dir = this.pointDir(revision.pointId);
-    await fs.mkdir(dir, { recursive: true });
-    const file = path.join(dir, `${String(revision.revision).padStart(6, '0')}.json`);
-    const temp = tempPathFor(file);
-    try {
-      const handle = await fs.open(temp, 'wx', 0o444);
-      try {
-        await handle.writeFile(JSON.stringify(revision) + '\n');
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await fs.link(temp, file); // fails with EEXIST instead of replacing: write-once
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw err;
-    } finally {
-      await fs.rm(temp, { force: true });
-    }
-    const handle = await fs.open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    return true;
+  /**
+   * Creates the revision object if none of that number exists (create-once); its key, or undefined when another
+   * writer got there first. In a folder the file is also made read-only.
+   */
+  private async writeOnce(revision: Revision): Promise<string | undefined> {
+    const key = `${this.pointPrefix(revision.pointId)}${String(revision.revision).padStart(6, '0')}.json`;
+    if (!(await this.storage.putIfAbsent(key, JSON.stringify(revision) + '\n'))) return undefined;
+    if (this.storage instanceof FsStorage) await fs.chmod(this.storage.pathOf(key), 0o444);
+    return key;
   }
 }

@@ -3,10 +3,8 @@
  * verifiers and writers never rewrite a shared file). A backup that meets such a chunk stores it again instead
  * of deduplicating against it, then takes it off the list.
  */
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
-import { writeFileAtomic } from './atomic';
-import { CHUNK_ID_BYTES } from './constants';
+import { BAD_CHUNKS_DIR, CHUNK_ID_BYTES } from './constants';
+import type { ObjectStorage } from './storage';
 
 export interface BadChunkRecord {
   id: string;
@@ -17,16 +15,16 @@ export interface BadChunkRecord {
 const ID_PATTERN = new RegExp(`^[0-9a-f]{${CHUNK_ID_BYTES * 2}}$`);
 
 export class BadChunkList {
-  constructor(readonly dir: string) {}
+  constructor(readonly storage: ObjectStorage) {}
+
+  private keyOf(id: string): string {
+    return `${BAD_CHUNKS_DIR}/${id}`;
+  }
 
   /** Hex ids of the chunks on the list. */
   async ids(): Promise<Set<string>> {
-    try {
-      return new Set((await fs.readdir(this.dir)).filter((n) => ID_PATTERN.test(n)));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set();
-      throw err;
-    }
+    const names = (await this.storage.list(`${BAD_CHUNKS_DIR}/`)).map((o) => o.key.slice(BAD_CHUNKS_DIR.length + 1));
+    return new Set(names.filter((n) => ID_PATTERN.test(n)));
   }
 
   async list(): Promise<BadChunkRecord[]> {
@@ -35,7 +33,7 @@ export class BadChunkList {
       let reason = 'unknown';
       let detectedAt = '';
       try {
-        const v = JSON.parse(await fs.readFile(path.join(this.dir, id), 'utf8')) as Partial<BadChunkRecord>;
+        const v = JSON.parse((await this.storage.get(this.keyOf(id)))?.toString('utf8') ?? '') as Partial<BadChunkRecord>;
         if (typeof v.reason === 'string') reason = v.reason;
         if (typeof v.detectedAt === 'string') detectedAt = v.detectedAt;
       } catch {
@@ -48,13 +46,12 @@ export class BadChunkList {
 
   async add(id: string, reason: string): Promise<void> {
     if (!ID_PATTERN.test(id)) throw new RangeError(`not a chunk id: ${id}`);
-    await fs.mkdir(this.dir, { recursive: true });
     const record: BadChunkRecord = { id, reason, detectedAt: new Date().toISOString() };
-    await writeFileAtomic(path.join(this.dir, id), JSON.stringify(record) + '\n');
+    await this.storage.put(this.keyOf(id), JSON.stringify(record) + '\n');
   }
 
   async remove(id: string): Promise<void> {
     if (!ID_PATTERN.test(id)) return;
-    await fs.rm(path.join(this.dir, id), { force: true });
+    await this.storage.delete(this.keyOf(id));
   }
 }

@@ -4,6 +4,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes, type CipherGCM } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { fsyncDir, tempPathFor } from './atomic';
@@ -82,6 +83,7 @@ export class FixedIndexWriter {
     readonly chunkSize: number,
     readonly count: number,
     sealing?: IndexSealing,
+    private readonly upload?: (data: Buffer) => Promise<void>,
   ) {
     this.header = encodeHeader(diskSize, chunkSize, count, sealing ? INDEX_FLAG_ENCRYPTED : 0);
     if (sealing) {
@@ -96,6 +98,23 @@ export class FixedIndexWriter {
     const temp = tempPathFor(file);
     const handle = await fs.open(temp, 'wx');
     return new FixedIndexWriter(file, temp, handle, diskSize, chunkSize, chunkCount(diskSize, chunkSize), sealing);
+  }
+
+  /**
+   * An index for object storage: built in a local temp file (os.tmpdir()), handed whole to `upload` on finish()
+   * (one atomic put); `name` is only for messages.
+   */
+  static async createForUpload(
+    name: string,
+    diskSize: number,
+    chunkSize: number,
+    sealing: IndexSealing | undefined,
+    upload: (data: Buffer) => Promise<void>,
+  ): Promise<FixedIndexWriter> {
+    const temp = tempPathFor(path.join(os.tmpdir(), 'vmkeep-index'));
+    const handle = await fs.open(temp, 'wx');
+    const count = chunkCount(diskSize, chunkSize);
+    return new FixedIndexWriter(name, temp, handle, diskSize, chunkSize, count, sealing, upload);
   }
 
   /** Appends the id of the next chunk (ZERO_CHUNK_ID for an all-zero chunk). */
@@ -124,6 +143,12 @@ export class FixedIndexWriter {
     this.header.writeUInt32LE(this.crc, INDEX_OFF_IDS_CRC32);
     try {
       await this.handle.write(this.header, 0, INDEX_HEADER_SIZE, 0);
+      if (this.upload) {
+        await this.handle.close();
+        await this.upload(await fs.readFile(this.temp));
+        await fs.rm(this.temp, { force: true });
+        return;
+      }
       await this.handle.sync();
       await this.handle.close();
       await fs.rename(this.temp, this.file);

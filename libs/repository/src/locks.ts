@@ -141,7 +141,7 @@ function minutes(ms: number): string {
 }
 
 /** The exclusive lock of one repository (`<repo>/locks/exclusive.json`). */
-export class ExclusiveLock {
+export class ExclusiveLock implements RepositoryExclusiveLock {
   readonly file: string;
 
   constructor(readonly dir: string) {
@@ -234,7 +234,7 @@ export class ExclusiveLock {
 }
 
 /** A lock this process holds; refreshed until release(). */
-export class HeldLock {
+export class HeldLock implements HeldExclusiveLock {
   private readonly timer: NodeJS.Timeout;
   private released = false;
 
@@ -274,12 +274,26 @@ export class HeldLock {
   }
 }
 
+/** A held exclusive lock, in a folder (HeldLock) or on object storage. */
+export interface HeldExclusiveLock {
+  readonly holder: LockHolder;
+  /** Throws when the lock was taken over (judged stale) by another process. */
+  assertHeld(): Promise<void>;
+  release(): Promise<void>;
+}
+
+/** An exclusive lock, in a folder (ExclusiveLock) or on object storage. */
+export interface RepositoryExclusiveLock {
+  holder(): Promise<{ holder?: LockHolder; refreshedAtMs: number } | undefined>;
+  acquire(operation: string, opts?: LockOptions): Promise<HeldExclusiveLock>;
+}
+
 /** Runs `fn` while holding the exclusive lock for `operation`. */
 export async function withExclusiveLock<T>(
-  lock: ExclusiveLock,
+  lock: RepositoryExclusiveLock,
   operation: string,
   opts: LockOptions,
-  fn: (held: HeldLock) => Promise<T>,
+  fn: (held: HeldExclusiveLock) => Promise<T>,
 ): Promise<T> {
   const held = await lock.acquire(operation, opts);
   try {

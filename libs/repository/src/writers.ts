@@ -26,6 +26,20 @@ export interface WriterMarker {
   deadReason?: string;
 }
 
+/** A running writer's marker, as its writer sees it. */
+export interface WriterHandle {
+  /** False once garbage collection removed the marker as stale. */
+  isPresent(): Promise<boolean>;
+  release(): Promise<void>;
+}
+
+/** Where writer markers live: a folder (WriterMarkers) or object storage (StorageWriterMarkers). */
+export interface WriterMarkerStore {
+  create(pointId: string): Promise<WriterHandle>;
+  list(): Promise<WriterMarker[]>;
+  remove(pointId: string): Promise<void>;
+}
+
 const SUFFIX = '.json';
 
 function parseOwner(text: string): WriterMarker['owner'] {
@@ -38,7 +52,7 @@ function parseOwner(text: string): WriterMarker['owner'] {
   }
 }
 
-export class WriterMarkers {
+export class WriterMarkers implements WriterMarkerStore {
   constructor(readonly dir: string) {}
 
   fileOf(pointId: string): string {
@@ -90,7 +104,7 @@ export class WriterMarkers {
 }
 
 /** The marker of this process's running writer. */
-export class ActiveWriterMarker {
+export class ActiveWriterMarker implements WriterHandle {
   private readonly timer: NodeJS.Timeout;
 
   constructor(

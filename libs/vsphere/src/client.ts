@@ -11,7 +11,59 @@ import { buildInventory, EntityTree, INVENTORY_PATHS, parseAbout, VM_PATHS, vmFr
 import { containerViewSpec, objectsSpec, retrieveAll, type Invoke, type ObjectProps } from './property-collector';
 import { waitForTask, type WaitOptions } from './tasks';
 import type { AboutInfo, ConnectOptions, Inventory, MoRef, VmDiskInfo, VmInfo, VsphereSession } from './types';
-import { moRef, moRefArg, refKey } from './values';
+import { arrayItems, moRef, moRefArg, refKey, text } from './values';
+import { folderUrl } from './datastore-disk';
+import type { PutBody } from './http';
+import { deviceChangeArgs, parseVmConfig, VM_CONFIG_PATHS, type DeviceChange, type VmConfig } from './vm-config';
+
+/** Managed objects a VM can be created in or connected to (see VimSession.placementTargets). */
+export interface PlacementTargets {
+  datacenters: { ref: MoRef; name: string; vmFolder?: MoRef }[];
+  computeResources: { ref: MoRef; name: string; resourcePool?: MoRef; hosts: MoRef[] }[];
+  hosts: { ref: MoRef; name: string; parent?: MoRef }[];
+  resourcePools: { ref: MoRef; name: string }[];
+  folders: { ref: MoRef; name: string }[];
+  networks: { ref: MoRef; name: string }[];
+}
+
+/** The VirtualMachineConfigSpec members VMKeep sends (CreateVM_Task, ReconfigVM_Task). */
+export interface VmConfigSpec {
+  name?: string;
+  guestId?: string;
+  annotation?: string;
+  /** "[datastore]" or "[datastore] folder/name.vmx" */
+  vmPathName?: string;
+  numCPUs?: number;
+  numCoresPerSocket?: number;
+  memoryMB?: number;
+  deviceChange?: DeviceChange[];
+  firmware?: string;
+}
+
+function configSpecArg(spec: VmConfigSpec): Record<string, unknown> {
+  const arg: Record<string, unknown> = {};
+  // WSDL order matters: name, guestId, annotation, files, numCPUs, numCoresPerSocket, memoryMB, deviceChange, firmware.
+  if (spec.name !== undefined) arg.name = spec.name;
+  if (spec.guestId !== undefined) arg.guestId = spec.guestId;
+  if (spec.annotation !== undefined) arg.annotation = spec.annotation;
+  if (spec.vmPathName !== undefined) arg.files = { vmPathName: spec.vmPathName };
+  if (spec.numCPUs !== undefined) arg.numCPUs = spec.numCPUs;
+  if (spec.numCoresPerSocket !== undefined) arg.numCoresPerSocket = spec.numCoresPerSocket;
+  if (spec.memoryMB !== undefined) arg.memoryMB = spec.memoryMB;
+  if (spec.deviceChange?.length) arg.deviceChange = deviceChangeArgs(spec.deviceChange);
+  if (spec.firmware !== undefined) arg.firmware = spec.firmware;
+  return arg;
+}
+
+const PLACEMENT_PATHS: Record<string, string[]> = {
+  Datacenter: ['name', 'vmFolder'],
+  ComputeResource: ['name', 'resourcePool', 'host'],
+  ClusterComputeResource: ['name', 'resourcePool', 'host'],
+  HostSystem: ['name', 'parent'],
+  ResourcePool: ['name'],
+  Folder: ['name'],
+  Network: ['name'],
+};
 
 /** ConnectOptions plus tuning knobs of this implementation. */
 export interface VimConnectOptions extends ConnectOptions {
@@ -160,6 +212,126 @@ export class VimSession implements VsphereSession {
 
   openDisk(datacenterPath: string, disk: VmDiskInfo): Promise<Disk> {
     return openDatastoreDisk(this.connection, datacenterPath, disk, this.options.disk);
+  }
+
+  /** The VM's configuration (guest OS, CPUs, memory, firmware, controllers, disks, NICs with network names). */
+  async vmConfig(vmId: string): Promise<VmConfig> {
+    const ref = { type: 'VirtualMachine', value: vmId };
+    const [object] = await this.retrieve([objectsSpec('VirtualMachine', [ref], [...VM_CONFIG_PATHS, 'network'])]);
+    if (!object) throw new NotFoundError(`VM ${vmId} not found on ${this.connection.host}`);
+    const networks = arrayItems(object.props.get('network')).flatMap((value) => moRef(value) ?? []);
+    const names = new Map<string, string>();
+    if (networks.length) {
+      const byType = new Map<string, MoRef[]>();
+      for (const net of networks) byType.set(net.type, [...(byType.get(net.type) ?? []), net]);
+      const objects = await this.retrieve([...byType].map(([type, refs]) => objectsSpec(type, refs, ['name'])));
+      for (const o of objects) names.set(o.ref.value, text(o.props.get('name')) ?? o.ref.value);
+    }
+    return parseVmConfig(object.props, names);
+  }
+
+  /** Datacenters (with vmFolder), compute resources (with root pool and hosts), hosts, pools, folders and networks. */
+  async placementTargets(): Promise<PlacementTargets> {
+    const content = this.connection.serviceContent;
+    const view = moRef(
+      await this.invoke('CreateContainerView', {
+        _this: moRefArg(content.viewManager),
+        container: moRefArg(content.rootFolder),
+        type: Object.keys(PLACEMENT_PATHS),
+        recursive: true,
+      }),
+    );
+    if (!view) throw new VsphereError(`${this.connection.host}: CreateContainerView returned no view`);
+    let objects: ObjectProps[];
+    try {
+      objects = await this.retrieve([containerViewSpec(view, PLACEMENT_PATHS)]);
+    } finally {
+      await this.invoke('DestroyView', { _this: moRefArg(view) }).catch(() => undefined);
+    }
+    const seen = new Set<string>();
+    const unique = objects.filter((o) => !seen.has(refKey(o.ref)) && seen.add(refKey(o.ref)));
+    const of = (...types: string[]) => unique.filter((o) => types.includes(o.ref.type));
+    const name = (o: ObjectProps) => text(o.props.get('name')) ?? o.ref.value;
+    const ref = (o: ObjectProps, path: string) => moRef(o.props.get(path));
+    return {
+      datacenters: of('Datacenter').map((o) => ({ ref: o.ref, name: name(o), vmFolder: ref(o, 'vmFolder') })),
+      computeResources: of('ComputeResource', 'ClusterComputeResource').map((o) => ({
+        ref: o.ref,
+        name: name(o),
+        resourcePool: ref(o, 'resourcePool'),
+        hosts: arrayItems(o.props.get('host')).flatMap((h) => moRef(h) ?? []),
+      })),
+      hosts: of('HostSystem').map((o) => ({ ref: o.ref, name: name(o), parent: ref(o, 'parent') })),
+      resourcePools: of('ResourcePool').map((o) => ({ ref: o.ref, name: name(o) })),
+      folders: of('Folder').map((o) => ({ ref: o.ref, name: name(o) })),
+      networks: unique.filter((o) => !['Datacenter', 'ComputeResource', 'ClusterComputeResource', 'HostSystem', 'ResourcePool', 'Folder'].includes(o.ref.type)).map((o) => ({ ref: o.ref, name: name(o) })),
+    };
+  }
+
+  private async runTask(method: string, args: Record<string, unknown>, what: string) {
+    const task = moRef(await this.invoke(method, args));
+    if (!task) throw new VsphereError(`${this.connection.host}: ${method} returned no task`);
+    return waitForTask(this.invoke, this.collector, task, what, this.options.task);
+  }
+
+  /** CreateVM_Task in `folder` and `pool` (optionally on `host`); waits and returns the new VM. */
+  async createVm(folder: MoRef, spec: VmConfigSpec, pool: MoRef, host?: MoRef): Promise<MoRef> {
+    const args: Record<string, unknown> = { _this: moRefArg(folder), config: configSpecArg(spec), pool: moRefArg(pool) };
+    if (host) args.host = moRefArg(host);
+    const vm = moRef(await this.runTask('CreateVM_Task', args, `creation of VM ${spec.name ?? ''}`));
+    if (!vm) throw new VsphereError(`${this.connection.host}: CreateVM_Task returned no VM`);
+    return vm;
+  }
+
+  /** ReconfigVM_Task with the given spec (device changes, CPUs, memory...); waits for the task. */
+  async reconfigureVm(vmId: string, spec: VmConfigSpec): Promise<void> {
+    await this.runTask('ReconfigVM_Task', { _this: moRefArg({ type: 'VirtualMachine', value: vmId }), spec: configSpecArg(spec) }, `reconfiguration of VM ${vmId}`);
+  }
+
+  async powerOnVm(vmId: string): Promise<void> {
+    await this.runTask('PowerOnVM_Task', { _this: moRefArg({ type: 'VirtualMachine', value: vmId }) }, `power-on of VM ${vmId}`);
+  }
+
+  async powerOffVm(vmId: string): Promise<void> {
+    await this.runTask('PowerOffVM_Task', { _this: moRefArg({ type: 'VirtualMachine', value: vmId }) }, `power-off of VM ${vmId}`);
+  }
+
+  /** Destroy_Task: unregisters the VM and deletes its files. */
+  async destroyVm(vmId: string): Promise<void> {
+    await this.runTask('Destroy_Task', { _this: moRefArg({ type: 'VirtualMachine', value: vmId }) }, `deletion of VM ${vmId}`);
+  }
+
+  private get fileManager(): MoRef {
+    const manager = this.connection.serviceContent.fileManager;
+    if (!manager) throw new VsphereError(`${this.connection.host} offers no FileManager`);
+    return manager;
+  }
+
+  /** FileManager.MakeDirectory("[ds] folder", datacenter, createParentDirectories). */
+  async makeDirectory(datastorePath: string, datacenter?: MoRef): Promise<void> {
+    await this.invoke('MakeDirectory', {
+      _this: moRefArg(this.fileManager),
+      name: datastorePath,
+      ...(datacenter ? { datacenter: moRefArg(datacenter) } : {}),
+      createParentDirectories: true,
+    });
+  }
+
+  /** FileManager.DeleteDatastoreFile_Task("[ds] path") (a folder goes with its content); waits for the task. */
+  async deleteDatastoreFile(datastorePath: string, datacenter?: MoRef): Promise<void> {
+    const args = { _this: moRefArg(this.fileManager), name: datastorePath, ...(datacenter ? { datacenter: moRefArg(datacenter) } : {}) };
+    await this.runTask('DeleteDatastoreFile_Task', args, `deletion of ${datastorePath}`);
+  }
+
+  /**
+   * Uploads a file to "[datastore] path" through /folder (PUT with Content-Length). `body` is called for a
+   * fresh stream (once more if the session had to be renewed). Throws VsphereError on a non-2xx answer.
+   */
+  async uploadFile(datacenterPath: string, datastore: string, path: string, body: () => PutBody, signal?: AbortSignal): Promise<void> {
+    const response = await this.connection.put(folderUrl(path, datacenterPath, datastore), body, signal);
+    if (response.status < 200 || response.status > 299) {
+      throw new VsphereError(`upload of [${datastore}] ${path} to ${this.connection.host} failed: HTTP ${response.status}`);
+    }
   }
 
   /** Ends other sessions of this host by key (SessionManager.TerminateSession); an admin tool, used by tests. */

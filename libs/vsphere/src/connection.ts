@@ -7,7 +7,7 @@ import * as soap from 'soap';
 import type { ConnectOptions, MoRef } from './types';
 import { AuthenticationError, FaultError, VsphereError } from './errors';
 import { mapSoapError } from './faults';
-import { httpGet, type HttpResponse } from './http';
+import { httpGet, httpPut, type HttpResponse, type PutBody } from './http';
 import { parseHostUrl, VerifyingAgent } from './tls';
 import { field, moRef, moRefArg, text, type SoapValue } from './values';
 
@@ -24,6 +24,8 @@ export interface ServiceContent {
   propertyCollector: MoRef;
   viewManager: MoRef;
   sessionManager: MoRef;
+  /** FileManager (datastore folders and files); absent on hosts that do not offer it. */
+  fileManager?: MoRef;
   about: SoapValue;
 }
 
@@ -98,6 +100,27 @@ export class VimConnection {
         headers: { ...headers, ...(this.cookie ? { Cookie: `${SESSION_COOKIE}=${this.cookie}` } : {}) },
         timeoutMs: this.timeoutMs,
         maxBytes,
+      });
+    const response = await send();
+    if (response.status !== 401 && response.status !== 403) return response;
+    await this.relogin(cookie);
+    return send();
+  }
+
+  /**
+   * PUT on the host with the session cookie (datastore uploads over /folder). A fresh body is asked for per
+   * attempt: on 401/403 the session is renewed and the upload starts again once.
+   */
+  async put(pathAndQuery: string, body: () => PutBody, signal?: AbortSignal): Promise<HttpResponse> {
+    const cookie = this.cookie;
+    const send = () =>
+      httpPut(`${this.origin}${pathAndQuery}`, body(), {
+        agent: this.agent,
+        host: this.host,
+        headers: this.cookie ? { Cookie: `${SESSION_COOKIE}=${this.cookie}` } : {},
+        timeoutMs: this.timeoutMs,
+        maxBytes: 1 << 20,
+        signal,
       });
     const response = await send();
     if (response.status !== 401 && response.status !== 403) return response;
@@ -208,6 +231,7 @@ function parseServiceContent(value: SoapValue, host: string): ServiceContent {
     propertyCollector: ref('propertyCollector'),
     viewManager: ref('viewManager'),
     sessionManager: ref('sessionManager'),
+    fileManager: moRef(field(value, 'fileManager')),
     about: field(value, 'about'),
   };
 }

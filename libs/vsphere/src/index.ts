@@ -1,9 +1,24 @@
 export * from './types';
 export * from './errors';
-export { connect, VimSession, type VimConnectOptions } from './client';
+export { connect, VimSession, type VimConnectOptions, type PlacementTargets, type VmConfigSpec } from './client';
 export { fetchThumbprint, normalizeThumbprint, formatThumbprint } from './tls';
 export { openDatastoreDisk, folderUrl, parseContentRange, type DatastoreDiskOptions } from './datastore-disk';
 export { parseDescriptor, flatExtent, looksLikeDescriptor, type VmdkDescriptor, type DescriptorExtent } from './vmdk-descriptor';
 export { parseDatastorePath, diskSkipReason } from './devices';
 export type { WaitOptions } from './tasks';
 export { parseDiskChangeInfo, collectChangedAreas, ALL_ALLOCATED_CHANGE_ID, type DiskChangeInfo, type ChangedAreas } from './cbt';
+export type { PutBody } from './http';
+export {
+  parseVmConfig,
+  controllerDevice,
+  diskDevice,
+  nicDevice,
+  ADDABLE_CONTROLLERS,
+  VM_CONFIG_PATHS,
+  type VmConfig,
+  type VmControllerConfig,
+  type VmDiskConfig,
+  type VmNicConfig,
+  type DeviceChange,
+  type DiskDeviceSpec,
+} from './vm-config';
