@@ -63,10 +63,10 @@ describe('vmkeep repo (CLI on a repository folder)', () => {
   });
   afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
 
-  it('refuses S3 for now and a missing repository setting, with one clear line', async () => {
-    const s3 = await vmkeep(['repo', 'list', '--repo', 's3://backups/vmkeep'], { home });
+  it('refuses a bad S3 setting and a missing repository setting, with one clear line', async () => {
+    const s3 = await vmkeep(['repo', 'list', '--repo', 's3://backups/vmkeep'], { home, env: { VMKEEP_S3_ENDPOINT: 'ftp://x' } });
     expect(s3.code).toBe(1);
-    expect(s3.stderr.trim()).toBe('error: S3 repositories (s3://backups/vmkeep) are not supported yet: use a local or mounted folder');
+    expect(s3.stderr.trim()).toBe('error: invalid configuration: VMKEEP_S3_ENDPOINT must be an http:// or https:// URL');
     const none = await vmkeep(['repo', 'list'], { home });
     expect(none.code).toBe(1);
     expect(none.stderr).toContain('use --repo PATH or set VMKEEP_REPO');

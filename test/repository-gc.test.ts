@@ -36,7 +36,7 @@ describe('repository garbage collection concurrent with a backup', () => {
     const unrelated = patterned('r'.repeat(8), CS);
     await repo.deletePoint((await backupOf(previous)).id);
     await repo.deletePoint((await backupOf(unrelated)).id);
-    await backdate(repo.store.dir, 3600_000);
+    await backdate(repo.localStore.dir, 3600_000);
 
     // The new backup keeps every other chunk of the previous one and changes the rest; it reads slowly so GC
     // runs many times while it writes.

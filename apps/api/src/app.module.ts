@@ -6,7 +6,7 @@ import { PersistenceModule } from '@vmkeep/persistence';
 import { PoliciesModule } from '@vmkeep/policies';
 import { QueueModule } from '@vmkeep/queue';
 import { closeSharedChunkWorkers } from '@vmkeep/repository';
-import { InstantRestoreModule } from '@vmkeep/restore';
+import { FileBrowseModule, InstantRestoreModule, VmRestoreJobsModule } from '@vmkeep/restore';
 import { AuditController } from './audit/audit.controller';
 import { AuditService } from './audit/audit.service';
 import { AuthController } from './auth/auth.controller';
@@ -16,6 +16,7 @@ import { LoginThrottle } from './auth/login-throttle';
 import { UsersController } from './auth/users.controller';
 import { UsersService } from './auth/users.service';
 import { ErrorsFilter } from './common/errors.filter';
+import { FilesController } from './files/files.controller';
 import { HealthController } from './health.controller';
 import { HostsController } from './hosts/hosts.controller';
 import { InstantSessionsController } from './instant/instant-sessions.controller';
@@ -24,11 +25,14 @@ import { JobsService } from './jobs/jobs.service';
 import { PoliciesController, VmProtectionController } from './policies/policies.controller';
 import { RestorePointsController } from './restore-points/restore-points.controller';
 import { RestorePointsService } from './restore-points/restore-points.service';
+import { RestoresController } from './restores/restores.controller';
+import { SearchController } from './search/search.controller';
+import { SearchService } from './search/search.service';
 import { VmsController } from './vms/vms.controller';
 
 /** The HTTP API: controllers, auth and the queue producer. It enqueues backups and never runs them. */
 @Module({
-  imports: [ConfigModule, PersistenceModule, QueueModule, InventoryModule, PoliciesModule, InstantRestoreModule],
+  imports: [ConfigModule, PersistenceModule, QueueModule, InventoryModule, PoliciesModule, InstantRestoreModule, FileBrowseModule, VmRestoreJobsModule],
   controllers: [
     HealthController,
     AuthController,
@@ -41,6 +45,9 @@ import { VmsController } from './vms/vms.controller';
     PoliciesController,
     VmProtectionController,
     InstantSessionsController,
+    RestoresController,
+    FilesController,
+    SearchController,
   ],
   providers: [
     AuditService,
@@ -49,6 +56,7 @@ import { VmsController } from './vms/vms.controller';
     UsersService,
     JobsService,
     RestorePointsService,
+    SearchService,
     { provide: APP_GUARD, useClass: AuthGuard },
     { provide: APP_FILTER, useClass: ErrorsFilter },
   ],

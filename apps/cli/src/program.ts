@@ -3,12 +3,15 @@ import { ApiError, UnreachableError } from './api-client';
 import { registerAuth } from './commands/auth';
 import { registerBackup } from './commands/backup';
 import { registerDisk } from './commands/disk';
+import { registerFiles } from './commands/files';
+import { registerFind } from './commands/find';
 import { registerHosts } from './commands/hosts';
 import { registerInstant } from './commands/instant';
 import { registerPoints } from './commands/points';
 import { registerPolicies } from './commands/policies';
 import { registerRepo } from './commands/repo';
 import { registerRestore } from './commands/restore';
+import { registerRestoreVm } from './commands/restore-vm';
 import { registerVms } from './commands/vms';
 import { CliContext, CliError, type CliIo, type GlobalOptions } from './context';
 import { CredentialStore } from './credentials';
@@ -41,7 +44,7 @@ export async function runCli(argv: string[], io: CliIo, credentials = new Creden
       writeErr: (s) => io.stderr.write(s),
     })
     .showHelpAfterError();
-  for (const register of [registerAuth, registerHosts, registerVms, registerBackup, registerPoints, registerRestore, registerInstant, registerDisk, registerRepo, registerPolicies]) {
+  for (const register of [registerAuth, registerHosts, registerVms, registerBackup, registerPoints, registerRestore, registerRestoreVm, registerInstant, registerDisk, registerRepo, registerPolicies, registerFiles, registerFind]) {
     register(program, run);
   }
   addCommonOptions(program);

@@ -4,6 +4,7 @@ import { SnapshotCleanupService } from '@vmkeep/backup';
 import { APP_CONFIG, enabledLogLevels, loadConfig, type AppConfig } from '@vmkeep/config';
 import { redisConnection } from '@vmkeep/queue';
 import { BackupWorker } from './backup-worker';
+import { RestoreWorker } from './restore-worker';
 import { WorkerModule } from './worker.module';
 
 async function main(): Promise<void> {
@@ -13,6 +14,8 @@ async function main(): Promise<void> {
   const cleanup = app.get(SnapshotCleanupService);
 
   await worker.start(await redisConnection(config));
+  const restoreWorker = app.get(RestoreWorker);
+  await restoreWorker.start(await redisConnection(config));
   cleanup.start(config.worker.snapshotCleanupSeconds * 1000);
 
   let stopping = false;
@@ -22,8 +25,7 @@ async function main(): Promise<void> {
     stopping = true;
     process.stdout.write(`worker: ${signal} received, ${force ? 'aborting running jobs' : 'finishing running jobs'}\n`);
     cleanup.stop();
-    worker
-      .stop(force)
+    Promise.all([worker.stop(force), restoreWorker.stop(force)])
       .then(() => app.close())
       .then(() => process.exit(0))
       .catch((err: unknown) => {

@@ -24,6 +24,7 @@ import {
   FaultError,
   NotFoundError,
   type MoRef,
+  type VmConfig,
   type VmDiskInfo,
   type VmInfo,
   type VsphereSession,
@@ -32,6 +33,7 @@ import { In, MoreThan, Not, type Repository as OrmRepository } from 'typeorm';
 import { AllocatedAreasDisk, areaBytes, planDisk, type DiskPlan, type ParentPoint } from './cbt';
 import { ChunkRepositoryProvider } from './chunk-repository.provider';
 import { BackupCancelled, BackupFailure, describeFailure } from './failure';
+import { indexBackupFiles } from './file-index';
 import { ProgressTracker } from './progress';
 
 /** How often a running job looks at `cancelRequested` and writes progress. */
@@ -135,11 +137,21 @@ export class BackupService {
     try {
       ctx = await this.loadContext(job, abort.signal);
       const { point, stats, phase } = await this.backup(ctx as RunContext);
+      const indexed = await indexBackupFiles({
+        repo: await this.repository.get(),
+        repositoryPath: this.repository.path,
+        job,
+        point,
+        phase,
+        signal: abort.signal,
+        log: this.log,
+        setPhase: (p) => this.setPhase(job.id, p),
+      });
       return await this.finish(job.id, 'succeeded', {
         restorePointId: point.id,
-        stats,
+        stats: { ...stats, ...indexed.stats },
         progress: 100,
-        phase,
+        phase: indexed.phase,
         error: null,
       });
     } catch (err) {
@@ -358,6 +370,7 @@ export class BackupService {
         before += d.capacityBytes;
       }
       tracker.update(total, 'committing restore point');
+      const vmConfig = await this.captureVmConfig(session, ctx, info);
       await tracker.drain();
       signal.throwIfAborted();
 
@@ -367,6 +380,7 @@ export class BackupService {
         jobId: job.id,
         quiesced,
         disks: pointDisks,
+        ...(vmConfig ? { vmConfig } : {}),
       });
       manifestWritten = true;
       const point = await this.points.save(
@@ -380,6 +394,7 @@ export class BackupService {
           disks: pointDisks,
           sizeBytes: total,
           storedBytes: stats.newBytes,
+          vmConfig: vmConfig ? { ...vmConfig } : null,
         }),
       );
       const phase = fullReasons.length ? `done; full read of ${fullReasons.join('; ')}`.slice(0, 255) : 'done';
@@ -392,6 +407,17 @@ export class BackupService {
         await writer.abort().catch((e: unknown) => this.log.warn(`job ${job.id}: abort failed: ${describeFailure(e)}`));
       }
       throw err;
+    }
+  }
+
+  /** The VM's configuration for a later full restore; a failure to read it is logged, never fails the backup. */
+  private async captureVmConfig(session: VsphereSession, ctx: RunContext, info: VmInfo): Promise<VmConfig | undefined> {
+    if (!session.vmConfig) return undefined;
+    try {
+      return await session.vmConfig(info.ref.value);
+    } catch (err) {
+      this.log.warn(`job ${ctx.job.id}: could not read the configuration of VM ${ctx.vm.name}: ${describeFailure(err)}`);
+      return undefined;
     }
   }
 

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { ConfigError, enabledLogLevels, loadCliConfig, loadConfig } from './config';
+import { ConfigError, enabledLogLevels, loadCliConfig, loadConfig, loadS3Config } from './config';
 
 const CWD = path.join(path.sep, 'srv', 'vmkeep');
 
@@ -165,6 +165,33 @@ describe('loadCliConfig', () => {
       url: 'http://b:2',
       token: 'vmk_flag',
     });
+  });
+});
+
+describe('loadS3Config', () => {
+  it('defaults to AWS with the SDK credential chain, and reads an S3-compatible server', () => {
+    expect(loadS3Config({})).toEqual({ region: 'us-east-1', forcePathStyle: false });
+    expect(
+      loadS3Config({
+        VMKEEP_S3_ENDPOINT: 'http://127.0.0.1:9000/',
+        AWS_REGION: 'eu-central-1',
+        AWS_ACCESS_KEY_ID: 'AKID',
+        AWS_SECRET_ACCESS_KEY: 's3cr3t value',
+      }),
+    ).toEqual({
+      endpoint: 'http://127.0.0.1:9000',
+      region: 'eu-central-1',
+      credentials: { accessKeyId: 'AKID', secretAccessKey: 's3cr3t value' },
+      forcePathStyle: true,
+    });
+    expect(loadS3Config({ VMKEEP_S3_ENDPOINT: 'https://s3.example', VMKEEP_S3_PATH_STYLE: 'false' }).forcePathStyle).toBe(false);
+  });
+
+  it('names bad variables without echoing a secret', () => {
+    const bad = () => loadS3Config({ VMKEEP_S3_ENDPOINT: 'ftp://x', AWS_SECRET_ACCESS_KEY: 'hunter2-secret', VMKEEP_S3_PATH_STYLE: 'maybe' });
+    expect(bad).toThrow(ConfigError);
+    expect(bad).toThrow(/VMKEEP_S3_ENDPOINT.*AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together.*VMKEEP_S3_PATH_STYLE/);
+    expect(bad).not.toThrow(/hunter2/);
   });
 });
 

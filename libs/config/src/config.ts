@@ -227,6 +227,48 @@ export interface RepoCliConfig {
   targetPassphrase?: string;
 }
 
+/** The S3-compatible server of `s3://BUCKET/PREFIX` repositories. */
+export interface S3Config {
+  /** VMKEEP_S3_ENDPOINT: http(s) URL of an S3-compatible server; unset = AWS for the region. */
+  endpoint?: string;
+  /** AWS_REGION (default us-east-1). */
+  region: string;
+  /**
+   * AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN); unset = the AWS SDK's own chain (profile,
+   * instance role). Never printed: messages name the variables only.
+   */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** VMKEEP_S3_PATH_STYLE (true/false): `endpoint/bucket/key` URLs; default true with an endpoint, else false. */
+  forcePathStyle: boolean;
+}
+
+/** Reads the S3 block (only for `s3://` repositories); ConfigError names a bad variable, never a secret's value. */
+export function loadS3Config(env: Env = process.env): S3Config {
+  const problems: string[] = [];
+  const str = (name: string) => (env[name] === undefined || env[name].trim() === '' ? undefined : env[name].trim());
+  const endpoint = str('VMKEEP_S3_ENDPOINT');
+  if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) problems.push('VMKEEP_S3_ENDPOINT must be an http:// or https:// URL');
+  const accessKeyId = str('AWS_ACCESS_KEY_ID');
+  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY === '' ? undefined : env.AWS_SECRET_ACCESS_KEY;
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    problems.push('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together');
+  }
+  const pathStyle = str('VMKEEP_S3_PATH_STYLE')?.toLowerCase();
+  if (pathStyle !== undefined && !['true', 'false', '1', '0'].includes(pathStyle)) {
+    problems.push('VMKEEP_S3_PATH_STYLE must be true or false');
+  }
+  if (problems.length) throw new ConfigError(problems);
+  const sessionToken = str('AWS_SESSION_TOKEN');
+  return {
+    ...(endpoint !== undefined ? { endpoint: endpoint.replace(/\/+$/, '') } : {}),
+    region: str('AWS_REGION') ?? 'us-east-1',
+    ...(accessKeyId !== undefined && secretAccessKey !== undefined
+      ? { credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } }
+      : {}),
+    forcePathStyle: pathStyle === undefined ? endpoint !== undefined : pathStyle === 'true' || pathStyle === '1',
+  };
+}
+
 /** Settings of the repository commands: the --repo flag wins over VMKEEP_REPO. Passphrases are never trimmed. */
 export function loadRepoCliConfig(flags: { repo?: string }, env: Env = process.env): RepoCliConfig {
   const repo = flags.repo ?? env.VMKEEP_REPO;

@@ -12,6 +12,11 @@ export interface BackupJobPayload {
   jobId: string;
 }
 
+/** BullMQ queue that carries full VM restore jobs (libs/restore/src/vm). */
+export const RESTORE_QUEUE = 'vmkeep-restore';
+/** Job name inside RESTORE_QUEUE; the payload is a BackupJobPayload-like { jobId }. */
+export const RESTORE_VM_JOB = 'restore.vm';
+
 export const ROLES = ['admin', 'operator', 'viewer'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -19,7 +24,7 @@ export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelle
 export type JobState = (typeof JOB_STATES)[number];
 export const FINAL_JOB_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
 
-export const JOB_TYPES = ['backup'] as const;
+export const JOB_TYPES = ['backup', 'restore-vm'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
 /** Prefix of the name of every snapshot VMKeep creates, so leftovers can be recognised and removed. */

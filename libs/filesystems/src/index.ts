@@ -1,6 +1,8 @@
 export * from './errors';
 export * from './types';
 export { listVolumes, VolumeDisk } from './volumes';
+export { listVolumesOfVm, LogicalVolume, MissingPhysicalVolumeError, parseLvmText, lvmCrc } from './lvm';
+export type { ListVmVolumesResult, VmVolume, VmVolumeFailure } from './lvm';
 export { openFileSystem, detectFileSystem } from './open';
 export type { DetectedType } from './open';
 export { openExt, ExtFileSystem } from './ext/ext';

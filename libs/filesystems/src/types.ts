@@ -1,11 +1,12 @@
 /** Public shapes of the volume and file-system readers. */
 import type { Disk, Extent } from '@vmkeep/disk';
 
-export type PartitionScheme = 'gpt' | 'mbr' | 'none';
+/** 'lvm' marks a logical volume from listVolumesOfVm. */
+export type PartitionScheme = 'gpt' | 'mbr' | 'none' | 'lvm';
 
 /** One volume of a disk: a partition, or the whole disk when it has no partition table. It is itself a Disk. */
 export interface Volume extends Disk {
-  /** 1-based partition number (GPT entry number, MBR 1–4 primary and 5… logical); 0 for a whole-disk volume. */
+  /** 1-based partition number (GPT entry number, MBR 1–4 primary and 5… logical); 0 for a whole-disk volume; an LV's ordinal in its VG. */
   readonly index: number;
   /** Byte offset on the disk. */
   readonly start: number;

@@ -39,7 +39,7 @@ describe('archives, prune and delete', () => {
     expect(pruned.plan.keep.find((k) => k.id === archived.id)?.reasons).toEqual(['archived until 2998-06-01T00:00:00.000Z']);
     expect(pruned.removed).toEqual([]); // the plain point is the 1 kept; the archive does not count
     // GC with no grace: the archive's chunks stay.
-    await backdate(repo.store.dir, 3600_000);
+    await backdate(repo.localStore.dir, 3600_000);
     await repo.collectGarbage({ graceMs: 0 });
     expect((await readAll(await repo.openDisk(archived.id, 'd'))).equals(data)).toBe(true);
 
@@ -84,7 +84,7 @@ describe('archives, prune and delete', () => {
     const a = await backup(patterned('r', CS));
     const b = await backup(patterned('r', CS));
     const c = await backup(patterned('r', CS));
-    const chunkCount = async () => (await fs.readdir(repo.store.dir)).length;
+    const chunkCount = async () => (await fs.readdir(repo.localStore.dir)).length;
     const chunksBefore = await chunkCount();
     const dry = await repo.prune({ keepLast: 1 }, { dryRun: true });
     expect(dry.dryRun).toBe(true);

@@ -1,6 +1,7 @@
 /**
- * Archive records: `archives/<pointId>/<revision>.json`. Every change is a new revision file created once
- * (hard link of a finished temp file, so it either appears complete or not at all) and made read-only; no code
+ * Archive records: `archives/<pointId>/<revision>.json`. Every change is a new revision object created once
+ * (ObjectStorage.putIfAbsent: in a folder a hard link of a finished temp file, made read-only; on S3 a
+ * conditional put), so it either appears complete or not at all; no code
  * path rewrites or deletes one. The effective lock is computed over all revisions: retain-until is the latest
  * date any revision names (so it can be extended, never shortened), the legal hold is the newest revision's.
  * A legal hold can be released; retain-until never shortened.
@@ -65,14 +66,7 @@ function parseRevision(text: string, where: string, pointId: string, revision: n
 }
 
 export class ArchiveRecords {
-  /**
-   * `onWritten` runs after each new revision (object storage: Object Lock on the point's objects); a failure
-   * there fails the change, but the revision (and so the repository's own lock) stays.
-   */
-  constructor(
-    readonly storage: ObjectStorage,
-    private readonly onWritten?: (status: ArchiveStatus, revisionKey: string) => Promise<void>,
-  ) {}
+  constructor(readonly storage: ObjectStorage) {}
 
   /**
    * The point's archive status, or undefined when it was never archived. A damaged revision throws (fail
@@ -137,12 +131,7 @@ export class ArchiveRecords {
         legalHold: change.legalHold ?? current?.legalHold ?? false,
         at: now.toISOString(),
       };
-      const key = await this.writeOnce(revision);
-      if (key) {
-        const status = (await this.status(pointId, now)) as ArchiveStatus;
-        await this.onWritten?.(status, key);
-        return status;
-      }
+      if (await this.writeOnce(revision)) return (await this.status(pointId, now)) as ArchiveStatus;
       if (attempt >= MAX_RACE_RETRIES) throw new ArchiveChangeError(`point ${pointId}: archive changed concurrently, try again`);
     }
   }
@@ -167,13 +156,13 @@ export class ArchiveRecords {
   }
 
   /**
-   * Creates the revision object if none of that number exists (create-once); its key, or undefined when another
-   * writer got there first. In a folder the file is also made read-only.
+   * Creates the revision object if none of that number exists (create-once); false when another writer got
+   * there first. In a folder the file is also made read-only.
    */
-  private async writeOnce(revision: Revision): Promise<string | undefined> {
+  private async writeOnce(revision: Revision): Promise<boolean> {
     const key = `${this.pointPrefix(revision.pointId)}${String(revision.revision).padStart(6, '0')}.json`;
-    if (!(await this.storage.putIfAbsent(key, JSON.stringify(revision) + '\n'))) return undefined;
+    if (!(await this.storage.putIfAbsent(key, JSON.stringify(revision) + '\n'))) return false;
     if (this.storage instanceof FsStorage) await fs.chmod(this.storage.pathOf(key), 0o444);
-    return key;
+    return true;
   }
 }

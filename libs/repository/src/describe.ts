@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import type { ArchiveStatus } from './archive';
 import { isTempName } from './atomic';
 import type { Repository } from './repository';
+import { StorageChunkStore } from './storage-chunk-store';
 import type { Manifest } from './types';
 
 export interface PointDiskSummary {
@@ -70,7 +71,13 @@ export function summarizePoint(manifest: Manifest, archive?: ArchiveStatus): Poi
   };
 }
 
-async function storageOf(chunksDir: string): Promise<{ chunks: number; bytes: number }> {
+/** Number and bytes of the stored chunks. */
+async function storageOf(repo: Repository): Promise<{ chunks: number; bytes: number }> {
+  if (!repo.local) {
+    const chunks = await new StorageChunkStore(repo.storage).list();
+    return { chunks: chunks.length, bytes: chunks.reduce((n, c) => n + c.size, 0) };
+  }
+  const chunksDir = repo.localStore.dir;
   let chunks = 0;
   let bytes = 0;
   for (const fan of await fs.readdir(chunksDir)) {
@@ -98,6 +105,6 @@ export async function describeRepository(repo: Repository, opts: { storage?: boo
     compression: { ...config.compression },
     encrypted: repo.encrypted,
     points: manifests.map((m) => summarizePoint(m, archives.get(m.id))),
-    ...(opts.storage ? { storage: await storageOf(repo.store.dir) } : {}),
+    ...(opts.storage ? { storage: await storageOf(repo) } : {}),
   };
 }

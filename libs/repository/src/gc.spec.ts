@@ -21,7 +21,7 @@ describe('garbage collection', () => {
   afterEach(() => tmp.cleanup());
   afterAll(() => closeSharedChunkWorkers());
 
-  const chunkFiles = () => filesUnder(repo.store.dir);
+  const chunkFiles = () => filesUnder(repo.localStore.dir);
 
   async function backup(data: Buffer) {
     const writer = repo.beginPoint();
@@ -43,7 +43,7 @@ describe('garbage collection', () => {
     const fresh = await repo.collectGarbage();
     expect(fresh).toMatchObject({ referencedChunks: 2, sweptChunks: 0, keptRecentChunks: 4 });
 
-    await backdate(repo.store.dir, 2 * HOUR);
+    await backdate(repo.localStore.dir, 2 * HOUR);
     const dry = await repo.collectGarbage({ graceMs: HOUR, dryRun: true });
     expect(dry).toMatchObject({ dryRun: true, sweptChunks: 4 });
     expect((await chunkFiles()).length).toBe(6);
@@ -60,7 +60,7 @@ describe('garbage collection', () => {
     const data = patterned('rrr', CS);
     const old = await backup(data);
     await repo.deletePoint(old.id);
-    await backdate(repo.store.dir, 2 * HOUR); // garbage, long unreferenced
+    await backdate(repo.localStore.dir, 2 * HOUR); // garbage, long unreferenced
 
     // A live writer deduplicates against the garbage: refresh() marks those chunks as used.
     const writer = repo.beginPoint();
@@ -79,7 +79,7 @@ describe('garbage collection', () => {
     await backdate(repo.pointDir(crashed.id), 3 * HOUR);
     const old2 = new Date(Date.now() - 3 * HOUR);
     await fs.utimes(repo.pointDir(crashed.id), old2, old2);
-    await backdate(repo.store.dir, 3 * HOUR);
+    await backdate(repo.localStore.dir, 3 * HOUR);
     const report = await repo.collectGarbage({ graceMs: HOUR });
     expect(report.staleWritersRemoved).toEqual([crashed.id]);
     expect(report.partialPointsRemoved).toEqual([crashed.id]);
@@ -99,7 +99,7 @@ describe('garbage collection', () => {
       await fs.utimes(repo.pointDir(p.id), old, old);
     }
     expect(await repo.listPoints()).toEqual([]);
-    await backdate(repo.store.dir, 2 * HOUR);
+    await backdate(repo.localStore.dir, 2 * HOUR);
     const report = await repo.collectGarbage({ graceMs: 0 });
     expect(report).toMatchObject({ deletesFinished: [a.id], deletesUndone: [b.id], referencedChunks: 1, sweptChunks: 1 });
     expect((await repo.listPoints()).map((m) => m.id)).toEqual([b.id]);
@@ -108,8 +108,8 @@ describe('garbage collection', () => {
   it('puts back a chunk refreshed while it was being swept', async () => {
     const p = await backup(patterned('r', CS));
     const id = Buffer.from((await repo.readIndex(p.id, (await repo.readManifest(p.id)).disks[0])).idAt(0));
-    await backdate(repo.store.dir, 2 * HOUR);
-    const file = repo.store.pathOf(id);
+    await backdate(repo.localStore.dir, 2 * HOUR);
+    const file = repo.localStore.pathOf(id);
     const trash = path.join(path.dirname(file), `.${path.basename(file)}.tmp-gc-test`);
     // As if a GC renamed it aside and a writer refreshed it just before: the next GC settles it back.
     await repo.store.refresh(id);
@@ -117,6 +117,6 @@ describe('garbage collection', () => {
     await repo.collectGarbage({ graceMs: HOUR });
     await expect(fs.access(file)).resolves.toBeUndefined();
     await expect(fs.access(trash)).rejects.toThrow();
-    expect(await repo.store.deleteIfUnusedSince(id, Date.now() - HOUR)).toBeUndefined();
+    expect(await repo.localStore.deleteIfUnusedSince(id, Date.now() - HOUR)).toBeUndefined();
   });
 });

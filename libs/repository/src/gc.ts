@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { isTempName } from './atomic';
 import { CHUNK_ID_BYTES, GC_TRASH_MARKER } from './constants';
 import { RepositoryError } from './errors';
-import { StaleLock, fileSystemNow } from './locks';
+import { StaleLock } from './locks';
 import type { Repository } from './repository';
 
 export interface GcOptions {
@@ -24,6 +24,11 @@ export interface GcOptions {
   staleWriterMs?: number;
   /** Count what would be swept, delete nothing. */
   dryRun?: boolean;
+  /**
+   * Object storage only: how long the collection waits for running writers before it gives up
+   * (WRITERS_ACTIVE); default 15 min. New writers refuse to start meanwhile.
+   */
+  writerWaitMs?: number;
 }
 
 /** @internal hooks of the locked caller (Repository.collectGarbage). */
@@ -62,7 +67,8 @@ export const DEFAULT_STALE_WRITER_MS = 3600 * 1000;
 
 const ID_HEX = new RegExp(`^[0-9a-f]{${CHUNK_ID_BYTES * 2}}$`);
 
-function checkDuration(value: number, what: string): number {
+/** @internal */
+export function checkDuration(value: number, what: string): number {
   if (!Number.isFinite(value) || value < 0) throw new RepositoryError(`${what} must be a non-negative number of ms`, 'INVALID_OPTION');
   return value;
 }
@@ -80,7 +86,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}, hoo
   const graceMs = checkDuration(opts.graceMs ?? DEFAULT_GC_GRACE_MS, 'graceMs');
   const staleMs = checkDuration(opts.staleWriterMs ?? DEFAULT_STALE_WRITER_MS, 'staleWriterMs');
   const dryRun = !!opts.dryRun;
-  const start = await fileSystemNow(repo.writers.dir);
+  const start = await repo.storage.now();
 
   // 1. Writers: live ones bound the cutoff, stale ones are removed.
   const report: GcReport = {
@@ -133,8 +139,58 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}, hoo
     }
   }
 
-  // 3. Mark: every chunk of every point that has a manifest (archived points included). An unreadable manifest
-  //    or index stops the collection: sweeping without knowing what it references could destroy data.
+  // 3. Mark.
+  const marked = await markReferencedChunks(repo);
+  report.referencedChunks = marked.size;
+
+  // 4. Sweep.
+  await hooks.beforeSweep?.();
+  const badIds = await repo.badChunks.ids();
+  const chunksDir = repo.localStore.dir;
+  for (const fan of (await entries(chunksDir)).sort()) {
+    const fanDir = path.join(chunksDir, fan);
+    for (const name of await entries(fanDir)) {
+      const file = path.join(fanDir, name);
+      if (name.includes(GC_TRASH_MARKER)) {
+        // Left by an interrupted collection: finish it with today's cutoff.
+        const hex = name.slice(1, name.indexOf(GC_TRASH_MARKER));
+        if (!dryRun && ID_HEX.test(hex)) await repo.localStore.settleTrash(file, path.join(fanDir, hex), cutoff);
+        continue;
+      }
+      if (isTempName(name)) {
+        const st = await fs.stat(file).catch(() => undefined);
+        if (st && st.mtimeMs < cutoff) {
+          if (!dryRun) await fs.rm(file, { force: true });
+          report.tempFilesRemoved++;
+        }
+        continue;
+      }
+      if (!ID_HEX.test(name) || marked.has(name)) continue;
+      const id = Buffer.from(name, 'hex');
+      let freed: number | undefined;
+      if (dryRun) {
+        const st = await fs.stat(file).catch(() => undefined);
+        freed = st && st.mtimeMs < cutoff ? st.size : undefined;
+      } else {
+        freed = await repo.localStore.deleteIfUnusedSince(id, cutoff);
+        if (freed !== undefined && badIds.has(name)) await repo.badChunks.remove(name);
+      }
+      if (freed === undefined) report.keptRecentChunks++;
+      else {
+        report.sweptChunks++;
+        report.sweptBytes += freed;
+      }
+    }
+  }
+  return report;
+}
+
+/**
+ * @internal every chunk of every point that has a manifest (archived points and points being deleted included),
+ * as hex ids. An unreadable manifest or index stops the collection: sweeping without knowing what it references
+ * could destroy data.
+ */
+export async function markReferencedChunks(repo: Repository): Promise<Set<string>> {
   const marked = new Set<string>();
   for (const folder of await repo.listPointFolders()) {
     if (folder.state === 'partial') continue;
@@ -153,46 +209,5 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}, hoo
       for (let i = 0; i < index.count; i++) if (!index.isZero(i)) marked.add(index.idAt(i).toString('hex'));
     }
   }
-  report.referencedChunks = marked.size;
-
-  // 4. Sweep.
-  await hooks.beforeSweep?.();
-  const badIds = await repo.badChunks.ids();
-  const chunksDir = repo.store.dir;
-  for (const fan of (await entries(chunksDir)).sort()) {
-    const fanDir = path.join(chunksDir, fan);
-    for (const name of await entries(fanDir)) {
-      const file = path.join(fanDir, name);
-      if (name.includes(GC_TRASH_MARKER)) {
-        // Left by an interrupted collection: finish it with today's cutoff.
-        const hex = name.slice(1, name.indexOf(GC_TRASH_MARKER));
-        if (!dryRun && ID_HEX.test(hex)) await repo.store.settleTrash(file, path.join(fanDir, hex), cutoff);
-        continue;
-      }
-      if (isTempName(name)) {
-        const st = await fs.stat(file).catch(() => undefined);
-        if (st && st.mtimeMs < cutoff) {
-          if (!dryRun) await fs.rm(file, { force: true });
-          report.tempFilesRemoved++;
-        }
-        continue;
-      }
-      if (!ID_HEX.test(name) || marked.has(name)) continue;
-      const id = Buffer.from(name, 'hex');
-      let freed: number | undefined;
-      if (dryRun) {
-        const st = await fs.stat(file).catch(() => undefined);
-        freed = st && st.mtimeMs < cutoff ? st.size : undefined;
-      } else {
-        freed = await repo.store.deleteIfUnusedSince(id, cutoff);
-        if (freed !== undefined && badIds.has(name)) await repo.badChunks.remove(name);
-      }
-      if (freed === undefined) report.keptRecentChunks++;
-      else {
-        report.sweptChunks++;
-        report.sweptBytes += freed;
-      }
-    }
-  }
-  return report;
+  return marked;
 }

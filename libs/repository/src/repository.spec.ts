@@ -218,7 +218,7 @@ describe('Repository', () => {
     it('a flipped byte in a blob → CorruptChunkError naming chunk, point, disk and offset', async () => {
       const { manifest } = await onePoint();
       const disk = await repo.openDisk(manifest.id, 'd');
-      const file = repo.store.pathOf((disk as unknown as { index: { idAt(i: number): Buffer } }).index.idAt(1));
+      const file = repo.localStore.pathOf((disk as unknown as { index: { idAt(i: number): Buffer } }).index.idAt(1));
       const blob = await fs.readFile(file);
       blob[blob.length - 10] ^= 0x40;
       await fs.writeFile(file, blob);

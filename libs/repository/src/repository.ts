@@ -1,5 +1,6 @@
 /**
- * A local repository: config, chunk store, restore points (fixed indexes + manifest). Layout in ../FORMAT.md.
+ * A repository: config, chunk store, restore points (fixed indexes + manifest), in a folder or on object storage
+ * (S3). Layout in ../FORMAT.md.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -8,11 +9,10 @@ import { ArchiveChange, ArchiveRecords, ArchiveStatus } from './archive';
 import { fsyncDir, writeFileAtomic } from './atomic';
 import { BadChunkList, BadChunkRecord } from './bad-chunks';
 import { ChunkCodec, sharedChunkWorkers } from './chunk-workers';
-import { FsChunkStore } from './chunk-store';
+import { ChunkStore, FsChunkStore } from './chunk-store';
 import { ChunkIdScheme, decodeBlob } from './codec';
 import {
   ARCHIVES_DIR,
-  BAD_CHUNKS_DIR,
   CHUNKS_DIR,
   CONFIG_FILE,
   INDEX_EXT,
@@ -38,10 +38,20 @@ import {
   RepositoryNotFoundError,
   StaleWriterError,
 } from './errors';
-import { FixedIndex, FixedIndexWriter, readFixedIndex } from './fixed-index';
+import { FixedIndex, FixedIndexWriter, parseFixedIndex } from './fixed-index';
 import { RepositoryDescription, describeRepository } from './describe';
 import { GcOptions, GcReport, collectGarbage } from './gc';
-import { ExclusiveLock, HeldLock, LockOptions, StaleLock, withExclusiveLock } from './locks';
+import { collectGarbageOnStorage } from './gc-storage';
+import { parseRepositoryLocation } from './location';
+import {
+  DEFAULT_LOCK_STALE_MS,
+  ExclusiveLock,
+  HeldExclusiveLock,
+  LockOptions,
+  RepositoryExclusiveLock,
+  StaleLock,
+  withExclusiveLock,
+} from './locks';
 import { parseManifest, serializeManifest } from './manifest';
 import { assertDiskKey, isPointId, newPointId } from './names';
 import { PointDisk } from './point-disk';
@@ -49,8 +59,11 @@ import { InitOptions, RepositoryConfig, newConfig, parseConfig } from './repo-co
 import { PrunePlan, RetentionPolicy, planPrune } from './retention';
 import type { DiskWriteStats, Manifest, ManifestDisk, WriteProgress } from './types';
 import { VerifyOptions, VerifyReport, verifyRepository } from './verify';
+import { FsStorage, ObjectStorage, S3Storage, S3StorageOptions } from './storage';
+import { StorageChunkStore, chunkKey } from './storage-chunk-store';
+import { StorageExclusiveLock, StorageWriterMarkers } from './storage-locks';
 import { writeDiskChunks } from './write-disk';
-import { ActiveWriterMarker, WriterMarkers } from './writers';
+import { WriterHandle, WriterMarkerStore, WriterMarkers } from './writers';
 
 /** How this process works with the repository (not stored in it). */
 export interface RuntimeOptions {
@@ -64,7 +77,12 @@ export interface RuntimeOptions {
   lockStaleMs?: number;
   /** Told about every stale lock this process takes over (exclusive lock, dead writers' markers). */
   onStaleLock?: (stale: StaleLock) => void;
+  /** How to reach the server of an `s3://BUCKET/PREFIX` location (endpoint, region, credentials, path style). */
+  s3?: Omit<S3StorageOptions, 'bucket' | 'prefix'>;
 }
+
+/** Where a repository is: a folder path, `s3://BUCKET/PREFIX` (with RuntimeOptions.s3), or a ready storage. */
+export type RepositoryTarget = string | ObjectStorage;
 
 export interface PruneOptions {
   /** List what would go, delete nothing. */
@@ -113,6 +131,21 @@ function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === code;
 }
 
+/** The storage a target names (a folder path becomes an FsStorage). */
+function storageFor(where: RepositoryTarget, runtime: RuntimeOptions): ObjectStorage {
+  if (typeof where !== 'string') return where;
+  if (/^s3:\/\//i.test(where.trim())) {
+    const location = parseRepositoryLocation(where);
+    if (location.kind === 's3') return new S3Storage({ ...runtime.s3, bucket: location.bucket, prefix: location.prefix });
+  }
+  return new FsStorage(path.resolve(where));
+}
+
+/** How a storage is named in messages and compared (`Repository.dir`): the folder path, or its description. */
+function nameOf(storage: ObjectStorage): string {
+  return storage instanceof FsStorage ? storage.root : storage.description;
+}
+
 function checkMeta(meta: unknown, what: string): Record<string, unknown> {
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
     throw new RepositoryError(`${what} must be a plain object`, 'INVALID_META');
@@ -127,37 +160,45 @@ function checkMeta(meta: unknown, what: string): Record<string, unknown> {
 export class Repository {
   readonly chunkSize: number;
   readonly compressionLevel: number;
+  /** Where everything is stored (a folder's FsStorage, or S3Storage). */
+  readonly storage: ObjectStorage;
   /** The chunk store (exposed for verify/GC tooling and tests). */
-  readonly store: FsChunkStore;
+  readonly store: ChunkStore;
   /** Chunks verify found bad (re-uploaded by the next backup). */
   readonly badChunks: BadChunkList;
   /** Archive records (write-once revisions). */
   readonly archives: ArchiveRecords;
   /** In-progress markers of running writers (their shared locks). */
-  readonly writers: WriterMarkers;
+  readonly writers: WriterMarkerStore;
   /** The exclusive lock of GC, prune and passphrase change (FORMAT.md, "Locks"). */
-  readonly lock: ExclusiveLock;
+  readonly lock: RepositoryExclusiveLock;
   private readonly scheme: ChunkIdScheme;
   private readonly codec: ChunkCodec;
   private readonly concurrency: number;
   private readonly lockOptions: LockOptions;
   readonly #keys?: RepositoryKeys;
 
+  /** The folder path of a local repository, else the storage's description (`s3://bucket/prefix at endpoint`). */
+  readonly dir: string;
+
   private constructor(
-    readonly dir: string,
+    storage: ObjectStorage,
     readonly config: RepositoryConfig,
     runtime: RuntimeOptions,
     keys?: RepositoryKeys,
   ) {
+    this.storage = storage;
+    this.dir = nameOf(storage);
     this.chunkSize = config.chunkSize;
     this.compressionLevel = config.compression.level;
     this.#keys = keys;
     this.scheme = keys ? { algorithm: 'hmac-sha256', key: keys.idKey } : { algorithm: 'sha256' };
-    this.store = new FsChunkStore(path.join(dir, CHUNKS_DIR));
-    this.badChunks = new BadChunkList(path.join(dir, BAD_CHUNKS_DIR));
-    this.archives = new ArchiveRecords(path.join(dir, ARCHIVES_DIR));
-    this.writers = new WriterMarkers(path.join(dir, WRITERS_DIR));
-    this.lock = new ExclusiveLock(path.join(dir, LOCKS_DIR));
+    const root = storage instanceof FsStorage ? storage.root : undefined;
+    this.store = root ? new FsChunkStore(path.join(root, CHUNKS_DIR)) : new StorageChunkStore(storage);
+    this.badChunks = new BadChunkList(storage);
+    this.archives = new ArchiveRecords(storage);
+    this.writers = root ? new WriterMarkers(path.join(root, WRITERS_DIR)) : new StorageWriterMarkers(storage);
+    this.lock = root ? new ExclusiveLock(path.join(root, LOCKS_DIR)) : new StorageExclusiveLock(storage);
     this.lockOptions = { staleMs: runtime.lockStaleMs, onStale: runtime.onStaleLock };
     this.codec = runtime.codec ?? sharedChunkWorkers();
     this.concurrency = runtime.concurrency ?? DEFAULT_CONCURRENCY;
@@ -167,11 +208,10 @@ export class Repository {
   }
 
   /**
-   * Creates a repository in `dir` (created if missing). Refuses a folder that holds anything. With
-   * `opts.encrypt`, `runtime.passphrase` wraps the new random master keys.
+   * Creates a repository in a folder (created if missing) or at `s3://BUCKET/PREFIX`. Refuses a location that
+   * holds anything. With `opts.encrypt`, `runtime.passphrase` wraps the new random master keys.
    */
-  static async init(dir: string, opts: InitOptions = {}, runtime: RuntimeOptions = {}): Promise<Repository> {
-    const root = path.resolve(dir);
+  static async init(where: RepositoryTarget, opts: InitOptions = {}, runtime: RuntimeOptions = {}): Promise<Repository> {
     const config = newConfig(opts);
     let keys: RepositoryKeys | undefined;
     let keyFile: string | undefined;
@@ -180,45 +220,70 @@ export class Repository {
       keys = RepositoryKeys.generate();
       keyFile = JSON.stringify(await wrapKeys(keys, runtime.passphrase, config.id, kdfParams(opts.kdf)), null, 2) + '\n';
     }
-    await fs.mkdir(root, { recursive: true });
-    if ((await fs.readdir(root)).length > 0) throw new RepositoryNotEmptyError(root);
-    await fs.mkdir(path.join(root, CHUNKS_DIR));
-    await fs.mkdir(path.join(root, POINTS_DIR));
-    await fsyncDir(root);
-    if (keyFile) await writeFileAtomic(path.join(root, KEY_FILE), keyFile);
-    // The config goes last: a folder without it is not a repository, whatever else is there.
-    await writeFileAtomic(path.join(root, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
-    return new Repository(root, config, runtime, keys);
+    const storage = storageFor(where, runtime);
+    try {
+      if (storage instanceof FsStorage) {
+        const root = storage.root;
+        await fs.mkdir(root, { recursive: true });
+        if ((await fs.readdir(root)).length > 0) throw new RepositoryNotEmptyError(root);
+        await fs.mkdir(path.join(root, CHUNKS_DIR));
+        await fs.mkdir(path.join(root, POINTS_DIR));
+        await fsyncDir(root);
+      } else if ((await storage.list('')).length > 0) {
+        throw new RepositoryNotEmptyError(storage.description);
+      }
+      if (keyFile) await storage.put(KEY_FILE, keyFile);
+      // The config goes last: a location without it is not a repository, whatever else is there.
+      if (!(await storage.putIfAbsent(CONFIG_FILE, JSON.stringify(config, null, 2) + '\n'))) {
+        throw new RepositoryNotEmptyError(nameOf(storage));
+      }
+    } catch (err) {
+      if (storage !== where) await storage.close();
+      throw err;
+    }
+    return new Repository(storage, config, runtime, keys);
   }
 
   /** Opens an existing repository; refuses a missing config and formats newer than this code. */
-  static async open(dir: string, runtime: RuntimeOptions = {}): Promise<Repository> {
-    const root = path.resolve(dir);
-    const file = path.join(root, CONFIG_FILE);
-    let text: string;
+  static async open(where: RepositoryTarget, runtime: RuntimeOptions = {}): Promise<Repository> {
+    const storage = storageFor(where, runtime);
     try {
-      text = await fs.readFile(file, 'utf8');
+      const where = storage instanceof FsStorage ? path.join(storage.root, CONFIG_FILE) : `${storage.description} ${CONFIG_FILE}`;
+      const data = await storage.get(CONFIG_FILE);
+      if (!data) throw new RepositoryNotFoundError(nameOf(storage));
+      const config = parseConfig(data.toString('utf8'), `repository config ${where}`);
+      if (!config.encryption) return new Repository(storage, config, runtime);
+      if (runtime.passphrase === undefined) throw new PassphraseRequiredError();
+      const keys = await unwrapKeys(await Repository.readKeyFile(storage), runtime.passphrase, config.id);
+      return new Repository(storage, config, runtime, keys);
     } catch (err) {
-      if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) throw new RepositoryNotFoundError(root);
+      if (storage !== where) await storage.close();
       throw err;
     }
-    const config = parseConfig(text, `repository config ${file}`);
-    if (!config.encryption) return new Repository(root, config, runtime);
-    if (runtime.passphrase === undefined) throw new PassphraseRequiredError();
-    const keys = await unwrapKeys(await Repository.readKeyFile(root), runtime.passphrase, config.id);
-    return new Repository(root, config, runtime, keys);
   }
 
-  private static async readKeyFile(root: string) {
-    const file = path.join(root, KEY_FILE);
-    let text: string;
-    try {
-      text = await fs.readFile(file, 'utf8');
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) throw new RepositoryFormatError(`repository ${root}`, 'encrypted, but its key file is missing');
-      throw err;
+  private static async readKeyFile(storage: ObjectStorage) {
+    const data = await storage.get(KEY_FILE);
+    if (!data) throw new RepositoryFormatError(`repository ${nameOf(storage)}`, 'encrypted, but its key file is missing');
+    return parseKeyFile(data.toString('utf8'), `key file ${KEY_FILE} of ${nameOf(storage)}`);
+  }
+
+  /** Releases the storage's connections (S3); the repository is unusable afterwards. */
+  close(): Promise<void> {
+    return this.storage.close();
+  }
+
+  /** Whether the repository is a folder (FsStorage) rather than object storage. */
+  get local(): boolean {
+    return this.storage instanceof FsStorage;
+  }
+
+  /** @internal the chunk store of a folder repository (its files, for GC and tests). */
+  get localStore(): FsChunkStore {
+    if (!(this.store instanceof FsChunkStore)) {
+      throw new RepositoryError(`${this.dir} is not a folder repository`, 'NOT_SUPPORTED');
     }
-    return parseKeyFile(text, `key file ${file}`);
+    return this.store;
   }
 
   /** Whether chunks, indexes and manifests are encrypted. */
@@ -237,22 +302,22 @@ export class Repository {
 
   private async rewrapKeys(current: string, next: string, kdf?: KdfStrength): Promise<void> {
     if (!this.#keys) return;
-    const existing = await unwrapKeys(await Repository.readKeyFile(this.dir), current, this.config.id);
+    const existing = await unwrapKeys(await Repository.readKeyFile(this.storage), current, this.config.id);
     if (!existing.equals(this.#keys)) {
       throw new RepositoryError('the key file no longer holds the keys this repository was opened with', 'KEY_MISMATCH');
     }
     const file = await wrapKeys(this.#keys, next, this.config.id, kdfParams(kdf));
-    await writeFileAtomic(path.join(this.dir, KEY_FILE), JSON.stringify(file, null, 2) + '\n');
+    await this.storage.put(KEY_FILE, JSON.stringify(file, null, 2) + '\n');
   }
 
-  /** Opens the repository in `dir`, or creates one there if the folder is missing or empty. */
-  static async openOrInit(dir: string, opts: InitOptions = {}, runtime: RuntimeOptions = {}): Promise<Repository> {
+  /** Opens the repository at `where`, or creates one there if the location is missing or empty. */
+  static async openOrInit(where: RepositoryTarget, opts: InitOptions = {}, runtime: RuntimeOptions = {}): Promise<Repository> {
     try {
-      return await Repository.open(dir, runtime);
+      return await Repository.open(where, runtime);
     } catch (err) {
       if (!(err instanceof RepositoryNotFoundError)) throw err;
     }
-    return Repository.init(dir, opts, runtime);
+    return Repository.init(where, opts, runtime);
   }
 
   /** Starts a new restore point; it stays invisible until commit(). */
@@ -262,7 +327,7 @@ export class Repository {
 
   /** Committed restore points (those with a manifest), oldest first. */
   async listPoints(): Promise<Manifest[]> {
-    const names = (await fs.readdir(this.pointsDir())).filter(isPointId).sort();
+    const names = await this.listPointIds();
     const manifests: Manifest[] = [];
     for (const name of names) {
       const manifest = await this.tryReadManifest(name);
@@ -299,7 +364,9 @@ export class Repository {
   async readIndex(pointId: string, disk: ManifestDisk): Promise<FixedIndex> {
     assertDiskKey(disk.key);
     const name = `${pointId}/${disk.key}`;
-    const index = await readFixedIndex(this.indexPath(pointId, disk.key), name, this.#keys?.encKey);
+    const data = await this.storage.get(this.indexKey(pointId, disk.key));
+    if (!data) throw new IndexFormatError(name, 'index file is missing');
+    const index = parseFixedIndex(data, name, this.#keys?.encKey);
     if (index.diskSize !== disk.size || index.chunkSize !== disk.chunkSize) {
       throw new IndexFormatError(name, 'disk size or chunk size differs from the manifest');
     }
@@ -332,10 +399,16 @@ export class Repository {
   }
 
   /** @internal starts writing a disk index of a point, sealed with this repository's key when encrypted. */
-  createIndexWriter(pointId: string, diskKey: string, diskSize: number): Promise<FixedIndexWriter> {
+  async createIndexWriter(pointId: string, diskKey: string, diskSize: number): Promise<FixedIndexWriter> {
     assertDiskKey(diskKey);
     const encKey = this.#keys?.encKey;
-    const sealing = encKey && { key: encKey, name: `${pointId}/${diskKey}` };
+    const name = `${pointId}/${diskKey}`;
+    const sealing = encKey && { key: encKey, name };
+    if (!this.local) {
+      const key = this.indexKey(pointId, diskKey);
+      return FixedIndexWriter.createForUpload(name, diskSize, this.chunkSize, sealing, (data) => this.storage.put(key, data));
+    }
+    await fs.mkdir(this.pointDir(pointId), { recursive: true });
     return FixedIndexWriter.create(this.indexPath(pointId, diskKey), diskSize, this.chunkSize, sealing);
   }
 
@@ -370,10 +443,11 @@ export class Repository {
    * a dry run (RepositoryLockedError while another GC, prune or passphrase change runs).
    */
   collectGarbage(opts: GcOptions = {}): Promise<GcReport> {
-    if (opts.dryRun) return collectGarbage(this, opts);
+    const run = this.local ? collectGarbage : collectGarbageOnStorage;
+    if (opts.dryRun) return run(this, opts);
     const staleLocks: StaleLock[] = [];
     return this.exclusively('gc', staleLocks, (held) =>
-      collectGarbage(this, opts, { staleLocks, beforeSweep: () => held.assertHeld(), onStale: this.lockOptions.onStale }),
+      run(this, opts, { staleLocks, beforeSweep: () => held.assertHeld(), onStale: this.lockOptions.onStale }),
     );
   }
 
@@ -383,7 +457,7 @@ export class Repository {
   }
 
   /** Runs `fn` under the exclusive lock; stale locks taken over go to `staleLocks` and the runtime's onStaleLock. */
-  private exclusively<T>(operation: string, staleLocks: StaleLock[], fn: (held: HeldLock) => Promise<T>): Promise<T> {
+  private exclusively<T>(operation: string, staleLocks: StaleLock[], fn: (held: HeldExclusiveLock) => Promise<T>): Promise<T> {
     const onStale = (stale: StaleLock) => {
       staleLocks.push(stale);
       this.lockOptions.onStale?.(stale);
@@ -437,6 +511,7 @@ export class Repository {
   async deletePoint(pointId: string): Promise<void> {
     if (!isPointId(pointId)) throw new PointNotFoundError(String(pointId));
     await this.assertNotLocked(pointId);
+    if (!this.local) return this.deletePointOnStorage(pointId);
     const dir = this.pointDir(pointId);
     const manifest = path.join(dir, MANIFEST_FILE);
     const deleting = path.join(dir, MANIFEST_DELETING_FILE);
@@ -455,8 +530,35 @@ export class Repository {
     await this.finishDelete(pointId);
   }
 
+  /**
+   * Object storage has no rename: the manifest is copied to `manifest.deleting` first and then removed; the rest
+   * is as in a folder (FORMAT.md, "Object storage").
+   */
+  private async deletePointOnStorage(pointId: string): Promise<void> {
+    const manifest = await this.storage.get(this.pointKey(pointId, MANIFEST_FILE));
+    if (!manifest) throw new PointNotFoundError(pointId);
+    await this.storage.put(this.pointKey(pointId, MANIFEST_DELETING_FILE), manifest);
+    await this.storage.delete(this.pointKey(pointId, MANIFEST_FILE));
+    try {
+      await this.assertNotLocked(pointId);
+    } catch (err) {
+      await this.restoreDeleting(pointId);
+      throw err;
+    }
+    await this.finishDelete(pointId);
+  }
+
+  /** @internal removes every object of a point (object storage), the `manifest.deleting` marker last. */
+  async removePointObjects(pointId: string): Promise<void> {
+    const deleting = this.pointKey(pointId, MANIFEST_DELETING_FILE);
+    const keys = (await this.storage.list(this.pointKey(pointId, ''))).map((o) => o.key);
+    for (const key of keys) if (key !== deleting) await this.storage.delete(key);
+    await this.storage.delete(deleting);
+  }
+
   /** @internal completes a delete past its decision point: manifest first, then the indexes and the folder. */
   async finishDelete(pointId: string): Promise<void> {
+    if (!this.local) return this.removePointObjects(pointId);
     const dir = this.pointDir(pointId);
     await fs.rm(path.join(dir, MANIFEST_DELETING_FILE), { force: true });
     await fsyncDir(dir).catch(() => undefined);
@@ -466,6 +568,13 @@ export class Repository {
 
   /** @internal undoes a delete that was interrupted before its decision (the point was archived meanwhile). */
   async restoreDeleting(pointId: string): Promise<void> {
+    if (!this.local) {
+      const deleting = this.pointKey(pointId, MANIFEST_DELETING_FILE);
+      const data = await this.storage.get(deleting);
+      if (data) await this.storage.putIfAbsent(this.pointKey(pointId, MANIFEST_FILE), data);
+      await this.storage.delete(deleting);
+      return;
+    }
     const dir = this.pointDir(pointId);
     await fs.link(path.join(dir, MANIFEST_DELETING_FILE), path.join(dir, MANIFEST_FILE)).catch((err: unknown) => {
       if (!isErrno(err, 'EEXIST')) throw err;
@@ -482,6 +591,7 @@ export class Repository {
   async archivePoint(pointId: string, change: ArchiveChange): Promise<ArchiveStatus> {
     await this.readManifest(pointId);
     const status = await this.archives.change(pointId, change);
+    if (!this.local) await this.protectArchive(pointId);
     await this.waitForConcurrentDelete(pointId);
     return status;
   }
@@ -502,8 +612,38 @@ export class Repository {
     return (await this.archives.list()).filter((a) => existing.has(a.pointId));
   }
 
+  /**
+   * Sets Object Lock retention (retain-until, compliance mode) and the legal hold on every object of an archived
+   * point: manifest, indexes, archive records and the chunks it references, where the bucket supports Object Lock
+   * (else the repository's own archive rules protect it, as in a folder). Stops at the first `false`.
+   */
+  private async protectArchive(pointId: string): Promise<void> {
+    const status = await this.archives.status(pointId);
+    if (!status) return;
+    const until = new Date(status.retainUntil);
+    const protect = (key: string) => this.storage.protect(key, until, status.legalHold);
+    const manifest = await this.readManifest(pointId);
+    const keys = [this.pointKey(pointId, MANIFEST_FILE), ...manifest.disks.map((d) => this.indexKey(pointId, d.key))];
+    keys.push(...(await this.storage.list(`${ARCHIVES_DIR}/${pointId}/`)).map((o) => o.key));
+    for (const key of keys) if (!(await protect(key))) return;
+    const chunks = new Set<string>();
+    for (const disk of manifest.disks) {
+      const index = await this.readIndex(pointId, disk);
+      for (let i = 0; i < index.count; i++) if (!index.isZero(i)) chunks.add(index.idAt(i).toString('hex'));
+    }
+    for (const hex of [...chunks].sort()) await protect(chunkKey(Buffer.from(hex, 'hex')));
+  }
+
+  /** Ids of every point that has objects (committed, being deleted or partial), sorted. */
+  private async listPointIds(): Promise<string[]> {
+    if (this.local) return (await fs.readdir(this.pointsDir())).filter(isPointId).sort();
+    const ids = new Set((await this.storage.list(`${POINTS_DIR}/`)).map((o) => o.key.split('/')[1]));
+    return [...ids].filter(isPointId).sort();
+  }
+
   /** Every folder under points/, with what it holds. */
   async listPointFolders(): Promise<PointFolder[]> {
+    if (!this.local) return this.listPointPrefixes();
     const out: PointFolder[] = [];
     for (const id of (await fs.readdir(this.pointsDir())).filter(isPointId).sort()) {
       const dir = this.pointDir(id);
@@ -525,6 +665,26 @@ export class Repository {
     return out;
   }
 
+  /** The points on object storage: a point's time is that of its newest object. */
+  private async listPointPrefixes(): Promise<PointFolder[]> {
+    const byId = new Map<string, { names: Set<string>; mtimeMs: number }>();
+    for (const o of await this.storage.list(`${POINTS_DIR}/`)) {
+      const [, id, name] = o.key.split('/');
+      if (!isPointId(id) || name === undefined) continue;
+      const entry = byId.get(id) ?? { names: new Set<string>(), mtimeMs: 0 };
+      entry.names.add(name);
+      entry.mtimeMs = Math.max(entry.mtimeMs, o.mtimeMs);
+      byId.set(id, entry);
+    }
+    return [...byId.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([id, { names, mtimeMs }]) => ({
+        id,
+        state: names.has(MANIFEST_FILE) ? 'committed' : names.has(MANIFEST_DELETING_FILE) ? 'deleting' : 'partial',
+        mtimeMs,
+      }));
+  }
+
   /** @internal the manifest of a point in any state where it has one (committed or being deleted). */
   async readAnyManifest(pointId: string): Promise<Manifest | undefined> {
     return (await this.tryReadManifest(pointId)) ?? (await this.tryReadManifest(pointId, MANIFEST_DELETING_FILE));
@@ -537,12 +697,7 @@ export class Repository {
 
   /** After an archive record is written: make sure the point was not deleted by a delete that raced with it. */
   private async waitForConcurrentDelete(pointId: string): Promise<void> {
-    const dir = this.pointDir(pointId);
-    const exists = (name: string) =>
-      fs.access(path.join(dir, name)).then(
-        () => true,
-        () => false,
-      );
+    const exists = async (name: string) => (await this.storage.stat(this.pointKey(pointId, name))) !== undefined;
     const deadline = Date.now() + ARCHIVE_DELETE_WAIT_MS;
     while (!(await exists(MANIFEST_FILE))) {
       if (!(await exists(MANIFEST_DELETING_FILE))) throw new PointNotFoundError(pointId);
@@ -568,6 +723,37 @@ export class Repository {
     return path.join(this.pointDir(pointId), diskKey + INDEX_EXT);
   }
 
+  /** @internal the storage key of `name` in a point (`''` = the point's prefix). */
+  pointKey(pointId: string, name: string): string {
+    return `${POINTS_DIR}/${pointId}/${name}`;
+  }
+
+  /** @internal */
+  indexKey(pointId: string, diskKey: string): string {
+    return this.pointKey(pointId, diskKey + INDEX_EXT);
+  }
+
+  /**
+   * @internal creates a writer's in-progress marker. On object storage a writer then checks the exclusive lock:
+   * while a live garbage collection holds it, the writer withdraws its marker and refuses to start
+   * (RepositoryLockedError) — FORMAT.md, "Object storage".
+   */
+  async startWriter(pointId: string): Promise<WriterHandle> {
+    const marker = await this.writers.create(pointId);
+    if (this.lock instanceof StorageExclusiveLock) {
+      try {
+        const current = await this.lock.holder();
+        if (current && (current.holder === undefined || current.holder.operation === 'gc')) {
+          await this.lock.staleReason(this.lockOptions.staleMs ?? DEFAULT_LOCK_STALE_MS);
+        }
+      } catch (err) {
+        await marker.release().catch(() => undefined);
+        throw err;
+      }
+    }
+    return marker;
+  }
+
   /** @internal */
   async writeDiskData(
     pointId: string,
@@ -579,11 +765,8 @@ export class Repository {
     if (!Number.isSafeInteger(size) || size < 0 || size > MAX_DISK_SIZE) {
       throw new RepositoryError(`disk ${key}: unsupported size ${size}`, 'INVALID_DISK_SIZE');
     }
-    const dir = this.pointDir(pointId);
-    await fs.mkdir(dir, { recursive: true });
     const encKey = this.#keys?.encKey;
-    const sealing = encKey && { key: encKey, name: `${pointId}/${key}` };
-    const index = await FixedIndexWriter.create(this.indexPath(pointId, key), size, this.chunkSize, sealing);
+    const index = await this.createIndexWriter(pointId, key, size);
     try {
       const deps = {
         store: this.store,
@@ -616,14 +799,8 @@ export class Repository {
   }
 
   private async tryReadManifest(pointId: string, file = MANIFEST_FILE): Promise<Manifest | undefined> {
-    let text: string;
-    try {
-      text = await fs.readFile(path.join(this.pointDir(pointId), file), 'utf8');
-    } catch (err) {
-      if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return undefined;
-      throw err;
-    }
-    return parseManifest(text, pointId, this.#keys?.encKey);
+    const data = await this.storage.get(this.pointKey(pointId, file));
+    return data && parseManifest(data.toString('utf8'), pointId, this.#keys?.encKey);
   }
 }
 
@@ -634,7 +811,7 @@ export class PointWriter {
   private state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
   private readonly writing = new Set<string>();
   private readonly disks: ManifestDisk[] = [];
-  private marker?: Promise<ActiveWriterMarker>;
+  private marker?: Promise<WriterHandle>;
 
   constructor(
     private readonly repo: Repository,
@@ -677,7 +854,7 @@ export class PointWriter {
     this.writing.add(disk.key);
     try {
       await this.startMarker();
-      await fs.mkdir(this.repo.pointDir(this.id), { recursive: true });
+      if (this.repo.local) await fs.mkdir(this.repo.pointDir(this.id), { recursive: true });
       await write();
       this.disks.push({ ...disk, meta });
     } finally {
@@ -697,14 +874,18 @@ export class PointWriter {
       disks: [...this.disks].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
     };
     const dir = this.repo.pointDir(this.id);
-    await fs.mkdir(dir, { recursive: true });
-    await fsyncDir(this.repo.pointsDir());
+    if (this.repo.local) {
+      await fs.mkdir(dir, { recursive: true });
+      await fsyncDir(this.repo.pointsDir());
+    }
     const marker = await this.marker;
     // A marker garbage collection removed as stale no longer protected our deduplicated chunks.
     if (marker && !(await marker.isPresent())) throw new StaleWriterError(this.id);
     this.state = 'committing';
     try {
-      await writeFileAtomic(path.join(dir, MANIFEST_FILE), this.repo.encodeManifest(manifest));
+      const encoded = this.repo.encodeManifest(manifest);
+      if (this.repo.local) await writeFileAtomic(path.join(dir, MANIFEST_FILE), encoded);
+      else await this.repo.storage.put(this.repo.pointKey(this.id, MANIFEST_FILE), encoded);
     } catch (err) {
       this.state = 'open';
       throw err;
@@ -715,8 +896,8 @@ export class PointWriter {
   }
 
   /** The in-progress marker goes first: before this writer stores or deduplicates against any chunk. */
-  private startMarker(): Promise<ActiveWriterMarker> {
-    this.marker ??= this.repo.writers.create(this.id);
+  private startMarker(): Promise<WriterHandle> {
+    this.marker ??= this.repo.startWriter(this.id);
     const marker = this.marker;
     marker.catch(() => this.marker === marker && (this.marker = undefined));
     return marker;
@@ -734,7 +915,8 @@ export class PointWriter {
     if (this.state === 'committed' || this.state === 'committing') throw new PointStateError(`point ${this.id} is committed and cannot be aborted`);
     if (this.writing.size) throw new PointStateError(`point ${this.id}: stop its disk writes (AbortSignal) before abort()`);
     this.state = 'aborted';
-    await fs.rm(this.repo.pointDir(this.id), { recursive: true, force: true });
+    if (this.repo.local) await fs.rm(this.repo.pointDir(this.id), { recursive: true, force: true });
+    else await this.repo.removePointObjects(this.id);
     await (await this.marker?.catch(() => undefined))?.release();
   }
 

@@ -1,7 +1,7 @@
 /**
  * The chunk store on any ObjectStorage (used for S3): `chunks/<first 4 hex chars>/<64 hex chars>`, the same keys
- * as the folder layout. Chunks are created once (conditional put, see ObjectStorage.putIfAbsent) and refreshed by
- * `touch`. Garbage collection on object storage does not rely on refresh (FORMAT.md, "Object storage").
+ * as the folder layout. Chunks are created once (conditional put, see ObjectStorage.putIfAbsent). Garbage
+ * collection on object storage does not rely on refresh (FORMAT.md, "Object storage").
  */
 import { CHUNKS_DIR, CHUNK_FANOUT_CHARS, CHUNK_ID_BYTES } from './constants';
 import type { ChunkStore } from './chunk-store';
@@ -30,8 +30,13 @@ export class StorageChunkStore implements ChunkStore {
     return blob;
   }
 
+  /**
+   * Only checks the chunk exists: on object storage garbage collection never runs alongside writers (it holds
+   * the exclusive lock writers respect), so nothing needs a fresh time; a self-copy would also cost a request,
+   * and in a versioned (Object Lock) bucket a new version of the chunk.
+   */
   refresh(id: Buffer): Promise<boolean> {
-    return this.storage.touch(chunkKey(id));
+    return this.has(id);
   }
 
   async insert(id: Buffer, blob: Buffer, opts: { overwrite?: boolean } = {}): Promise<{ existed: boolean }> {

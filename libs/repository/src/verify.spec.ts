@@ -56,11 +56,11 @@ describe.each([
     const truncated = await idAt(p1.id, 'sys', 2);
     const missing = await idAt(p2.id, 'data', 0);
 
-    const blob = await fs.readFile(repo.store.pathOf(flipped));
+    const blob = await fs.readFile(repo.localStore.pathOf(flipped));
     blob[blob.length - 1] ^= 0x40;
-    await fs.writeFile(repo.store.pathOf(flipped), blob);
-    await fs.truncate(repo.store.pathOf(truncated), 100);
-    await fs.rm(repo.store.pathOf(missing));
+    await fs.writeFile(repo.localStore.pathOf(flipped), blob);
+    await fs.truncate(repo.localStore.pathOf(truncated), 100);
+    await fs.rm(repo.localStore.pathOf(missing));
 
     const report = await repo.verify();
     expect(report.ok).toBe(false);

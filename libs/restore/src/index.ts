@@ -1,2 +1,4 @@
 export * from './export';
 export * from './instant';
+export * from './vm';
+export * from './files';

@@ -1,5 +1,6 @@
 import type { Disk } from '@vmkeep/disk';
 import type { DiskChangeInfo } from './cbt';
+import type { VmConfig } from './vm-config';
 
 /** How to reach a vCenter or ESXi host. */
 export interface ConnectOptions {
@@ -107,5 +108,10 @@ export interface VsphereSession {
    * rejected changeId is a FaultError (InvalidArgument / FileFault). Optional like setChangeTracking.
    */
   queryChangedDiskAreas?(vmId: string, snapshot: MoRef, deviceKey: number, startOffset: number, changeId: string): Promise<DiskChangeInfo>;
+  /**
+   * The VM's configuration as a restore rebuilds it (guest OS, CPUs, memory, firmware, controllers, disks, NICs
+   * with network names). Optional: a session without it records restore points without configuration.
+   */
+  vmConfig?(vmId: string): Promise<VmConfig>;
   logout(): Promise<void>;
 }

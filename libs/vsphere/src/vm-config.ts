@@ -120,7 +120,7 @@ export function parseVmConfig(props: Map<string, SoapValue>, networkNames: Map<s
       });
     } else if (NIC_TYPES.has(type)) {
       const networkRef = moRef(field(backing, 'network'));
-      const network = text(field(backing, 'deviceName')) ?? (networkRef && networkNames.get(networkRef.value)) ?? '';
+      const network = text(field(backing, 'deviceName')) || (networkRef && networkNames.get(networkRef.value)) || '';
       const nic: VmNicConfig = {
         key,
         type,

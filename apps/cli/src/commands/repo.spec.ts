@@ -15,7 +15,7 @@ describe('repo command helpers', () => {
     expect(resolveLocation('a/b', { VMKEEP_REPO: '/elsewhere' })).toBe(path.resolve('a/b'));
     expect(resolveLocation(undefined, { VMKEEP_REPO: 'file:///srv/repo' })).toBe('/srv/repo');
     expect(() => resolveLocation(undefined, {})).toThrow('use --repo PATH or set VMKEEP_REPO');
-    expect(() => resolveLocation('s3://bucket/prefix', {})).toThrow('not supported yet');
+    expect(resolveLocation('s3://bucket/prefix/', {})).toBe('s3://bucket/prefix');
     expect(() => resolveLocation('ftp://x/y', {})).toThrow('unsupported repository location');
   });
 });

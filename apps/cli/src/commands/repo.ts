@@ -1,10 +1,11 @@
 /**
- * `vmkeep repo ...`: works directly on a repository (a folder; S3 later), no server involved. The repository
- * comes from --repo or VMKEEP_REPO, the passphrase of an encrypted one from VMKEEP_PASSPHRASE or a prompt.
+ * `vmkeep repo ...`: works directly on a repository (a folder or s3://BUCKET/PREFIX), no server involved. The
+ * repository comes from --repo or VMKEEP_REPO, the passphrase of an encrypted one from VMKEEP_PASSPHRASE or a
+ * prompt, the S3 server from VMKEEP_S3_ENDPOINT / AWS_* (libs/config, loadS3Config).
  */
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { loadRepoCliConfig } from '@vmkeep/config';
+import { loadRepoCliConfig, loadS3Config } from '@vmkeep/config';
 import { OUTPUT_FORMATS, OutputFormat, openImage, writeImage } from '@vmkeep/disk-formats';
 import {
   PassphraseRequiredError,
@@ -22,21 +23,19 @@ import {
 import { CliContext, CliError } from '../context';
 import { bytes, table } from '../format';
 import type { Runner } from '../program';
+import { registerRepoFiles } from './files';
 import { ProgressBar } from '../progress-bar';
 
 interface RepoOptions {
   repo?: string;
 }
 
-/** Where the repository is; S3 is parsed (so the syntax is settled) but refused until its backend exists. */
+/** Where the repository is: an absolute folder path, or `s3://BUCKET/PREFIX` as given. */
 export function resolveLocation(flag: string | undefined, env: Record<string, string | undefined> = process.env): string {
   const { repo } = loadRepoCliConfig({ repo: flag }, env);
-  if (!repo) throw new CliError('no repository given: use --repo PATH or set VMKEEP_REPO');
+  if (!repo) throw new CliError('no repository given: use --repo PATH or set VMKEEP_REPO (a folder or s3://BUCKET/PREFIX)');
   const location: RepositoryLocation = parseRepositoryLocation(repo);
-  if (location.kind === 's3') {
-    throw new CliError(`S3 repositories (${repo}) are not supported yet: use a local or mounted folder`);
-  }
-  return location.path;
+  return location.kind === 's3' ? `s3://${location.bucket}/${location.prefix}` : location.path;
 }
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
@@ -111,22 +110,26 @@ async function newPassphrase(ctx: CliContext, fromEnv: string | undefined, what:
   return first;
 }
 
-/** Runtime options every command opens with: stale locks taken over are reported on stderr (also with --json). */
-function runtimeFor(ctx: CliContext, passphrase?: string): RuntimeOptions {
+/**
+ * Runtime options every command opens `where` with: stale locks taken over are reported on stderr (also with
+ * --json); an s3:// location gets the S3 server settings of the environment.
+ */
+function runtimeFor(ctx: CliContext, where: string, passphrase?: string): RuntimeOptions {
   return {
     passphrase,
     onStaleLock: (stale: StaleLock) => ctx.io.stderr.write(`warning: ${describeStaleLock(stale)}\n`),
+    ...(where.startsWith('s3://') ? { s3: loadS3Config() } : {}),
   };
 }
 
 /** Opens the repository in `dir`, asking `question` only when it is encrypted and no passphrase was given. */
 async function openAt(ctx: CliContext, dir: string, passphrase: string | undefined, question: string): Promise<Repository> {
   try {
-    return await Repository.open(dir, runtimeFor(ctx, passphrase));
+    return await Repository.open(dir, runtimeFor(ctx, dir, passphrase));
   } catch (err) {
     if (!(err instanceof PassphraseRequiredError) || passphrase !== undefined) throw err;
   }
-  return Repository.open(dir, runtimeFor(ctx, await promptHidden(ctx, question)));
+  return Repository.open(dir, runtimeFor(ctx, dir, await promptHidden(ctx, question)));
 }
 
 /** Opens the repository, asking for the passphrase only when it is encrypted and VMKEEP_PASSPHRASE is unset. */
@@ -140,11 +143,14 @@ function withRepo<O extends RepoOptions>(
   body: (ctx: CliContext, repo: Repository, opts: O, ...args: string[]) => Promise<number | void>,
 ): (ctx: CliContext, opts: O, ...args: string[]) => Promise<number | void> {
   return async (ctx, opts, ...args) => {
+    let repo: Repository | undefined;
     try {
-      return await body(ctx, await openRepo(ctx, opts), opts, ...args);
+      repo = await openRepo(ctx, opts);
+      return await body(ctx, repo, opts, ...args);
     } catch (err) {
       throw explain(err);
     } finally {
+      await repo?.close();
       await closeSharedChunkWorkers();
     }
   };
@@ -179,9 +185,9 @@ function describeVerify(report: VerifyReport): string {
 }
 
 export function registerRepo(program: Command, run: Runner): void {
-  const repo = program.command('repo').description('work on a repository folder directly (no server)');
+  const repo = program.command('repo').description('work on a repository (folder or S3) directly (no server)');
   const cmd = (spec: string, description: string) =>
-    repo.command(spec).description(description).option('--repo <path>', 'repository folder (or VMKEEP_REPO)');
+    repo.command(spec).description(description).option('--repo <path|s3://bucket/prefix>', 'repository folder or S3 URL (or VMKEEP_REPO)');
 
   cmd('init', 'create a repository in an empty or missing folder')
     .option('--chunk-size <bytes>', 'chunk size: power of two, 256K-8M (default 1M)')
@@ -197,8 +203,10 @@ export function registerRepo(program: Command, run: Runner): void {
           ? await newPassphrase(ctx, loadRepoCliConfig({ repo: opts.repo }).passphrase, 'New repository passphrase')
           : undefined;
         try {
-          const created = await Repository.init(dir, { chunkSize, compressionLevel, encrypt: !!opts.encrypt }, { passphrase });
+          const init = { chunkSize, compressionLevel, encrypt: !!opts.encrypt };
+          const created = await Repository.init(dir, init, runtimeFor(ctx, dir, passphrase));
           const info = { repo: created.dir, id: created.config.id, chunkSize: created.chunkSize, encrypted: created.encrypted };
+          await created.close();
           ctx.print(info, () => `created ${created.encrypted ? 'encrypted ' : ''}repository ${created.dir} (chunk size ${bytes(created.chunkSize)})`);
         } finally {
           await closeSharedChunkWorkers();
@@ -412,6 +420,7 @@ export function registerRepo(program: Command, run: Runner): void {
             );
           } finally {
             await bar.stop();
+            await target.close();
           }
         }),
       ),
@@ -424,16 +433,21 @@ export function registerRepo(program: Command, run: Runner): void {
         const config = loadRepoCliConfig({ repo: opts.repo });
         const current = config.passphrase ?? (await promptHidden(ctx, 'Current passphrase: '));
         try {
-          const r = await Repository.open(dir, runtimeFor(ctx, current));
-          if (!r.encrypted) throw new CliError('this repository is not encrypted: it has no passphrase');
-          const next = await newPassphrase(ctx, config.newPassphrase, 'New passphrase');
-          await r.changePassphrase(current, next);
+          const r = await Repository.open(dir, runtimeFor(ctx, dir, current));
+          try {
+            if (!r.encrypted) throw new CliError('this repository is not encrypted: it has no passphrase');
+            const next = await newPassphrase(ctx, config.newPassphrase, 'New passphrase');
+            await r.changePassphrase(current, next);
+          } finally {
+            await r.close();
+          }
           ctx.print({ repo: r.dir, changed: true }, () => `passphrase of ${r.dir} changed`);
         } finally {
           await closeSharedChunkWorkers();
         }
       }),
     );
+  registerRepoFiles(repo, run, withRepo);
 }
 
 /** "1048576", "1M", "256K", "1MiB" → bytes. */

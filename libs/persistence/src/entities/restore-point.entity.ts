@@ -35,5 +35,10 @@ export class RestorePointEntity {
   @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) sizeBytes!: number;
   /** Bytes this point added to the repository (compressed, new chunks only). */
   @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) storedBytes!: number;
+  /**
+   * The VM's configuration at backup time (guest OS, CPUs, memory, firmware, controllers, disks, NICs), what a
+   * full VM restore rebuilds (shape: VmConfig of @vmkeep/vsphere). Null for points taken before it was kept.
+   */
+  @Column({ type: 'simple-json', nullable: true }) vmConfig!: Record<string, unknown> | null;
   @CreateDateColumn() createdAt!: Date;
 }

@@ -55,8 +55,10 @@ function status(err: unknown): number | undefined {
   return (err as S3ErrorShape | undefined)?.$metadata?.httpStatusCode;
 }
 
+/** The object is absent (a missing bucket is an error, not an absent object). */
 function isNotFound(err: unknown): boolean {
   const e = err as S3ErrorShape | undefined;
+  if (e?.name === 'NoSuchBucket' || e?.Code === 'NoSuchBucket') return false;
   return status(err) === 404 || e?.name === 'NoSuchKey' || e?.name === 'NotFound';
 }
 
@@ -200,7 +202,7 @@ export class S3Storage implements ObjectStorage {
   /** Writes a probe object and reads its LastModified (the server's clock, 1 s resolution). */
   async now(): Promise<number> {
     const key = `locks/.clock${TEMP_MARKER}${process.pid}-${randomBytes(6).toString('hex')}`;
-    await this.put(key, '');
+    await this.put(key, 'clock probe');
     try {
       const info = await this.stat(key);
       if (!info) throw new StorageError('now', key, this.description, new Error('probe object vanished'));

@@ -1,0 +1,71 @@
+import type { Logger } from '@nestjs/common';
+import { FileIndexStore, indexPoint } from '@vmkeep/file-index';
+import type { Repository } from '@vmkeep/repository';
+import type { JobEntity, RestorePointEntity } from '@vmkeep/persistence';
+import { describeFailure } from './failure';
+
+/** What indexing adds to a finished backup job. */
+export interface FileIndexOutcome {
+  /** The job's final phase, with a note when indexing had warnings or failed. */
+  phase: string;
+  /** Counters merged into the job's stats. */
+  stats: Record<string, number>;
+}
+
+/**
+ * Indexes the guest files of a committed restore point (job option `indexFiles`, default on). Never throws:
+ * the backup already succeeded, so a failure or an unreadable file system is only a note on the job's phase
+ * (the point's index record keeps every warning). Also drops index records of points no longer in the repository.
+ */
+export async function indexBackupFiles(args: {
+  repo: Repository;
+  repositoryPath: string;
+  job: JobEntity;
+  point: RestorePointEntity;
+  phase: string;
+  signal: AbortSignal;
+  log: Logger;
+  setPhase: (phase: string) => Promise<void>;
+}): Promise<FileIndexOutcome> {
+  const { repo, repositoryPath, job, point, phase, signal, log } = args;
+  if (job.options?.indexFiles === false) return { phase, stats: {} };
+  const note = (text: string) => `${phase}; file index: ${text}`.slice(0, 255);
+  // The index is stored unencrypted next to the chunks: never put guest file names of an encrypted repository there.
+  if (repo.encrypted) return { phase: note('skipped (the repository is encrypted)'), stats: {} };
+  await args.setPhase('indexing guest files').catch(() => undefined);
+  const disks = [];
+  try {
+    for (const d of point.disks) disks.push({ key: d.key, disk: await repo.openDisk(point.repositoryPointId, d.key) });
+    const store = FileIndexStore.forRepositoryFolder(repositoryPath);
+    const started = Date.now();
+    const result = await indexPoint(store, point.repositoryPointId, disks, { signal });
+    const { record } = result;
+    await dropIndexesOfDeletedPoints(repo, store).catch((err: unknown) =>
+      log.warn(`job ${job.id}: file index cleanup failed: ${describeFailure(err)}`),
+    );
+    const stats = {
+      indexedFiles: record.entries,
+      indexPages: record.pages.length,
+      indexNewPages: result.newPages,
+      indexNewBytes: result.newBytes,
+      indexMs: Date.now() - started,
+    };
+    if (!record.warnings.length) return { phase, stats };
+    log.warn(`job ${job.id}: file index of point ${point.id}: ${record.warnings.length} warning(s): ${record.warnings[0]}`);
+    const more = record.warnings.length > 1 ? ` (+${record.warnings.length - 1} more)` : '';
+    return { phase: note(`${record.warnings[0]}${more}`), stats };
+  } catch (err) {
+    const why = signal.aborted ? 'interrupted' : `failed: ${describeFailure(err)}`;
+    log.warn(`job ${job.id}: file index of point ${point.id} ${why}`);
+    return { phase: note(why), stats: {} };
+  } finally {
+    for (const { disk } of disks) await disk.close().catch(() => undefined);
+  }
+}
+
+/** Runs the index's garbage collection when points were deleted (pruned) since: their records and unshared pages go. */
+async function dropIndexesOfDeletedPoints(repo: Repository, store: FileIndexStore): Promise<void> {
+  const live = new Set((await repo.listPoints()).map((m) => m.id));
+  const indexed = await store.listPoints();
+  if (indexed.some((id) => !live.has(id))) await store.collectGarbage(live);
+}

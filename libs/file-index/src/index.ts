@@ -1,0 +1,12 @@
+export * from './types';
+export * from './errors';
+export { encodePage, decodePage, PageSplitter, DEFAULT_PAGING } from './page';
+export type { EncodedPage, PagingParams } from './page';
+export { FileIndexStore } from './store';
+export type { IndexGcReport } from './store';
+export { walkDisks, DEFAULT_WALK_LIMITS } from './walk';
+export type { WalkLimits, WalkReport, WalkTarget } from './walk';
+export { indexPoint } from './indexer';
+export type { IndexPointOptions, IndexPointResult } from './indexer';
+export { compileMatcher, searchPoints } from './search';
+export type { FileHit, FileVersion, MatchOptions, SearchOptions, SearchResult } from './search';

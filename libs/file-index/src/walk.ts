@@ -1,0 +1,168 @@
+/**
+ * Walks every file system of a set of disks in a fixed order: disks as given, volumes by partition index, and
+ * inside a file system a depth-first walk visiting each folder's entries sorted by name. The order is the
+ * index's sort order, so pages come out sorted without holding the whole listing in memory.
+ */
+import type { Disk } from '@vmkeep/disk';
+import { listVolumes, openFileSystem, UnsupportedFileSystemError, type DirEntry, type FileSystem } from '@vmkeep/filesystems';
+import type { IndexEntry, IndexedType, IndexedVolume } from './types';
+
+export interface WalkTarget {
+  /** The disk's key in the restore point ("disk-2000"). */
+  key: string;
+  disk: Disk;
+}
+
+export interface WalkLimits {
+  /** Stop after this many entries in all (the index is then marked partial). */
+  maxEntries: number;
+  /** Folders deeper than this are not entered. */
+  maxDepth: number;
+  /** Entries read from one folder at most. */
+  maxFolderEntries: number;
+}
+
+export const DEFAULT_WALK_LIMITS: WalkLimits = { maxEntries: 20_000_000, maxDepth: 256, maxFolderEntries: 2_000_000 };
+
+/** What the walk found besides the entries. */
+export interface WalkReport {
+  volumes: IndexedVolume[];
+  warnings: string[];
+  partial: boolean;
+}
+
+const PAGE = 1000;
+
+/** Code-unit order, the same on every machine (no locale). */
+const byName = (a: DirEntry, b: DirEntry) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+function typeOf(entry: DirEntry): IndexedType {
+  const t = entry.stat.type;
+  return t === 'file' || t === 'directory' || t === 'symlink' ? t : 'other';
+}
+
+const finite = (n: number) => (Number.isFinite(n) ? Math.trunc(n) : 0);
+
+function message(err: unknown): string {
+  // "btrfs: file system: Btrfs is not supported yet" → the reason alone.
+  if (err instanceof UnsupportedFileSystemError) return err.message.slice(err.message.indexOf(`${err.structure}: `) + err.structure.length + 2);
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Yields the entries of every file system of `targets`; problems go to `report.warnings`, never thrown. */
+export async function* walkDisks(
+  targets: readonly WalkTarget[],
+  report: WalkReport,
+  opts: { limits?: Partial<WalkLimits>; signal?: AbortSignal } = {},
+): AsyncGenerator<IndexEntry> {
+  const limits = { ...DEFAULT_WALK_LIMITS, ...opts.limits };
+  let total = 0;
+  for (const target of targets) {
+    let volumes;
+    try {
+      const listed = await listVolumes(target.disk);
+      volumes = listed.volumes;
+      for (const w of listed.warnings) report.warnings.push(`${target.key}: ${w}`);
+    } catch (err) {
+      report.warnings.push(`${target.key}: partition table unreadable: ${message(err)}`);
+      continue;
+    }
+    for (const volume of [...volumes].sort((a, b) => a.index - b.index)) {
+      const name = `${target.key}:${volume.index}`;
+      let fs: FileSystem;
+      try {
+        fs = await openFileSystem(volume);
+      } catch (err) {
+        report.warnings.push(`${name}: not indexed: ${message(err)}`);
+        report.volumes.push({ volume: name, fsType: '', label: '', entries: 0, dirty: false });
+        continue;
+      }
+      for (const w of fs.warnings) report.warnings.push(`${name} (${fs.type}): ${w}`);
+      const summary: IndexedVolume = { volume: name, fsType: fs.type, label: fs.label, entries: 0, dirty: fs.dirty };
+      report.volumes.push(summary);
+      for await (const entry of walkFileSystem(fs, name, report, limits)) {
+        if (total >= limits.maxEntries) {
+          report.partial = true;
+          report.warnings.push(`index stopped at ${limits.maxEntries} entries`);
+          return;
+        }
+        if (total % PAGE === 0) opts.signal?.throwIfAborted();
+        total++;
+        summary.entries++;
+        yield entry;
+      }
+    }
+  }
+}
+
+interface Frame {
+  path: string;
+  children: DirEntry[];
+  next: number;
+}
+
+async function* walkFileSystem(fs: FileSystem, volume: string, report: WalkReport, limits: WalkLimits): AsyncGenerator<IndexEntry> {
+  const warn = (text: string) => {
+    report.warnings.push(`${volume}: ${text}`);
+    report.partial = true;
+  };
+  const entered = new Set<number>();
+  const root = await listFolder(fs, '/', limits, warn);
+  if (!root) return;
+  try {
+    const st = await fs.stat('/');
+    if (st.inode) entered.add(st.inode);
+  } catch {
+    // the root listed but has no stat: loops are still bounded by maxDepth
+  }
+  const stack: Frame[] = [{ path: '', children: root, next: 0 }];
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    if (top.next >= top.children.length) {
+      stack.pop();
+      continue;
+    }
+    const child = top.children[top.next++];
+    const path = `${top.path}/${child.name}`;
+    if (child.error) warn(`${path}: ${child.error}`);
+    yield { volume, path, type: typeOf(child), size: finite(child.stat.size), mtimeMs: finite(child.stat.mtimeMs) };
+    if (child.stat.type !== 'directory' || child.error) continue;
+    if (child.stat.inode && entered.has(child.stat.inode)) {
+      warn(`${path}: folder seen before (a loop in damaged metadata); not entered again`);
+      continue;
+    }
+    if (stack.length >= limits.maxDepth) {
+      warn(`${path}: deeper than ${limits.maxDepth} folders; not entered`);
+      continue;
+    }
+    const children = await listFolder(fs, path, limits, warn);
+    if (!children) continue;
+    if (child.stat.inode) entered.add(child.stat.inode);
+    stack.push({ path, children, next: 0 });
+  }
+}
+
+/** A folder's entries sorted by name (without names that cannot be part of a path), or undefined when unreadable. */
+async function listFolder(fs: FileSystem, path: string, limits: WalkLimits, warn: (text: string) => void): Promise<DirEntry[] | undefined> {
+  const entries: DirEntry[] = [];
+  let offset: number | null = 0;
+  try {
+    while (offset !== null) {
+      const page = await fs.readdir(path || '/', { offset, limit: PAGE });
+      for (const e of page.entries) {
+        if (e.name && e.name !== '.' && e.name !== '..' && !e.name.includes('/') && !e.name.includes('\0')) entries.push(e);
+      }
+      if (entries.length >= limits.maxFolderEntries) {
+        warn(`${path || '/'}: more than ${limits.maxFolderEntries} entries; the rest not indexed`);
+        entries.length = limits.maxFolderEntries;
+        break;
+      }
+      if (page.nextOffset !== null && page.nextOffset <= offset) break;
+      offset = page.nextOffset;
+    }
+  } catch (err) {
+    warn(`${path || '/'}: folder unreadable: ${message(err)}`);
+    return entries.length ? entries.sort(byName) : undefined;
+  }
+  return entries.sort(byName);
+}

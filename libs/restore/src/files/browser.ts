@@ -1,0 +1,180 @@
+/**
+ * Browsing the guest file systems of one restore point: its disks' volumes (partitions) numbered 0… across the
+ * disks in the order given, each with its file system opened (or the reason it cannot be). Pure: no Nest.
+ */
+import { VmkeepError } from '@vmkeep/contracts';
+import type { Disk } from '@vmkeep/disk';
+import {
+  FileSystemError,
+  PathError,
+  UnsupportedFileSystemError,
+  listVolumes,
+  openFileSystem,
+  type DirEntry,
+  type FileStat,
+  type FileSystem,
+  type ReaddirResult,
+} from '@vmkeep/filesystems';
+import { normalizeGuestPath } from './paths';
+
+export interface VolumeView {
+  /** Number used in the API and CLI (0…, across all disks). */
+  volume: number;
+  diskKey: string;
+  /** Partition number on its disk (0 for a whole-disk volume). */
+  partition: number;
+  scheme: string;
+  partitionType: string;
+  partitionName: string;
+  /** Byte offset on the disk and size. */
+  start: number;
+  size: number;
+  fileSystem: { type: string; label: string; uuid: string; size: number; dirty: boolean; warnings: string[] } | null;
+  /** Why no file system is shown (unsupported, damaged, empty). */
+  error: string | null;
+}
+
+export type SortKey = 'name' | 'size' | 'mtime';
+
+export interface ListOptions {
+  offset?: number;
+  limit?: number;
+  sort?: SortKey;
+  order?: 'asc' | 'desc';
+}
+
+export interface DirPage {
+  path: string;
+  entries: { name: string; type: string; size: number; mode: number; mtime: string | null; error?: string }[];
+  /** Entries in the folder when it was read whole (sorted listings); null when paging in on-disk order. */
+  total: number | null;
+  nextOffset: number | null;
+}
+
+/** Most entries a sorted listing reads (a sorted page needs the whole folder). */
+export const MAX_SORTED_ENTRIES = 1_000_000;
+export const MAX_PAGE = 5000;
+
+/** Turns the readers' errors into API errors: bad paths 400/404, damaged or unsupported metadata 422-like "invalid". */
+export function toVmkeepError(err: unknown): unknown {
+  if (err instanceof PathError) return new VmkeepError(err.message, err.code === 'ENOENT' ? 'not_found' : 'invalid');
+  if (err instanceof UnsupportedFileSystemError) return new VmkeepError(err.message, 'unsupported');
+  if (err instanceof FileSystemError) return new VmkeepError(`damaged file system metadata: ${err.message}`, 'damaged');
+  return err;
+}
+
+export async function translate<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    throw toVmkeepError(err);
+  }
+}
+
+function isoTime(ms: number): string | null {
+  return Number.isFinite(ms) && ms !== 0 ? new Date(ms).toISOString() : null;
+}
+
+export function entryView(e: DirEntry) {
+  return { name: e.name, type: e.stat.type, size: e.stat.size, mode: e.stat.mode, mtime: isoTime(e.stat.mtimeMs), ...(e.error ? { error: e.error } : {}) };
+}
+
+export function statView(path: string, s: FileStat) {
+  return { path, type: s.type, size: s.size, mode: s.mode, uid: s.uid, gid: s.gid, mtime: isoTime(s.mtimeMs), atime: isoTime(s.atimeMs), ctime: isoTime(s.ctimeMs), nlink: s.nlink, inode: s.inode };
+}
+
+function compare(sort: SortKey): (a: DirEntry, b: DirEntry) => number {
+  if (sort === 'size') return (a, b) => a.stat.size - b.stat.size || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  if (sort === 'mtime') return (a, b) => a.stat.mtimeMs - b.stat.mtimeMs || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  return (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}
+
+export class FileBrowser {
+  private constructor(
+    private readonly disks: Disk[],
+    readonly volumes: VolumeView[],
+    private readonly fileSystems: (FileSystem | null)[],
+  ) {}
+
+  /** Reads the partition tables and opens every file system; the browser owns (and closes) the disks. */
+  static async open(disks: { key: string; disk: Disk }[]): Promise<FileBrowser> {
+    const views: VolumeView[] = [];
+    const fileSystems: (FileSystem | null)[] = [];
+    for (const { key, disk } of disks) {
+      const table = await translate(listVolumes(disk));
+      for (const v of table.volumes) {
+        let fs: FileSystem | null = null;
+        let error: string | null = null;
+        try {
+          fs = await openFileSystem(v);
+        } catch (err) {
+          const e = toVmkeepError(err);
+          error = e instanceof Error ? e.message : String(e);
+        }
+        views.push({
+          volume: views.length,
+          diskKey: key,
+          partition: v.index,
+          scheme: v.scheme,
+          partitionType: v.type,
+          partitionName: v.name,
+          start: v.start,
+          size: v.size,
+          fileSystem: fs ? { type: fs.type, label: fs.label, uuid: fs.uuid, size: fs.size, dirty: fs.dirty, warnings: fs.warnings } : null,
+          error,
+        });
+        fileSystems.push(fs);
+      }
+    }
+    return new FileBrowser(disks.map((d) => d.disk), views, fileSystems);
+  }
+
+  /** The file system of volume `n`, or a typed error. */
+  fileSystem(n: number): FileSystem {
+    if (!Number.isSafeInteger(n) || n < 0 || n >= this.volumes.length) {
+      throw new VmkeepError(`no volume ${n} (this restore point has ${this.volumes.length})`, 'not_found');
+    }
+    const fs = this.fileSystems[n];
+    if (!fs) throw new VmkeepError(`volume ${n} has no readable file system: ${this.volumes[n].error ?? 'unknown'}`, 'invalid');
+    return fs;
+  }
+
+  /** One page of a folder: in on-disk order without `sort`, else the whole folder read, sorted and sliced. */
+  async list(n: number, rawPath: string | undefined, o: ListOptions = {}): Promise<DirPage> {
+    const fs = this.fileSystem(n);
+    const path = normalizeGuestPath(rawPath);
+    const offset = o.offset ?? 0;
+    const limit = Math.min(o.limit ?? 1000, MAX_PAGE);
+    if (!o.sort) {
+      const page = await translate(fs.readdir(path, { offset, limit }));
+      return { path, entries: page.entries.map(entryView), total: null, nextOffset: page.nextOffset };
+    }
+    const all: DirEntry[] = [];
+    for (let at: number | null = 0; at !== null; ) {
+      const page: ReaddirResult = await translate(fs.readdir(path, { offset: at, limit: MAX_PAGE }));
+      all.push(...page.entries);
+      if (all.length > MAX_SORTED_ENTRIES) {
+        throw new VmkeepError(`folder ${path} has more than ${MAX_SORTED_ENTRIES} entries: list it unsorted`, 'invalid');
+      }
+      at = page.nextOffset;
+    }
+    all.sort(compare(o.sort));
+    if (o.order === 'desc') all.reverse();
+    const slice = all.slice(offset, offset + limit);
+    return { path, entries: slice.map(entryView), total: all.length, nextOffset: offset + limit < all.length ? offset + limit : null };
+  }
+
+  async stat(n: number, rawPath: string | undefined) {
+    const path = normalizeGuestPath(rawPath);
+    return statView(path, await translate(this.fileSystem(n).stat(path)));
+  }
+
+  async readlink(n: number, rawPath: string | undefined): Promise<{ path: string; target: string }> {
+    const path = normalizeGuestPath(rawPath);
+    return { path, target: await translate(this.fileSystem(n).readlink(path)) };
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.disks.map((d) => d.close()));
+  }
+}

@@ -1,0 +1,11 @@
+export * from './browser';
+export * from './paths';
+export * from './sessions';
+export * from './walk';
+export { readFileRange, dataExtents, PIECE } from './file-stream';
+export { tarStream } from './tar';
+export { zipStream } from './zip';
+export { untar } from './untar';
+export type { UntarResult } from './untar';
+export * from './files.service';
+export * from './files.module';

@@ -1,0 +1,232 @@
+/**
+ * LVM2 physical volumes written into plain image files, without device-mapper or the lvm2 tools: the label
+ * ("LABELONE" in sector 1), the PV header, a 1 MiB metadata area whose header points at VG metadata text in the
+ * format LVM writes (tab-indented sections, quoted strings, [..] arrays), and helpers that place a file-system
+ * image into a logical volume's extents (linear pieces and striped chunks as dm-linear / dm-stripe lay them out).
+ * Also the heads of two PVs written by the real lvm2 tools (REAL_VG, realLvmDisks), to check the reader against
+ * bytes we did not write.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { lvmCrc } from '@vmkeep/filesystems';
+
+export const SECTOR = 512;
+const MDA_OFFSET = 4096;
+export const MDA_SIZE = 1024 * 1024 - MDA_OFFSET;
+/** pe_start in sectors: data begins 1 MiB into the PV. */
+export const PE_START = 2048;
+
+export interface PvSpec {
+  /** Name inside the VG metadata ("pv0"). */
+  name: string;
+  /** 32 characters [A-Za-z0-9]; written with dashes in the metadata. */
+  uuid: string;
+  /** Image file and the byte offset of the PV on it (partition start, or 0 for a whole disk). */
+  file: string;
+  offset: number;
+  size: number;
+  peCount: number;
+}
+
+export interface SegmentSpec {
+  extents: number;
+  /** "striped" unless set (thin, thin-pool, raid1, snapshot, ...). */
+  type?: string;
+  /** [pvName, first physical extent] per stripe; one for a linear segment. */
+  stripes?: [string, number][];
+  /** Stripe size in sectors when there is more than one stripe. */
+  stripeSize?: number;
+  /** Extra `key = value` lines of the segment (e.g. 'pool = "pool"'). */
+  extra?: string[];
+}
+
+export interface LvSpec {
+  name: string;
+  uuid: string;
+  visible?: boolean;
+  segments: SegmentSpec[];
+}
+
+export interface VgSpec {
+  name: string;
+  uuid: string;
+  seqno?: number;
+  /** Extent size in sectors. */
+  extentSize: number;
+  pvs: PvSpec[];
+  lvs: LvSpec[];
+}
+
+/** "AbCd…" (32) as LVM prints it: 6-4-4-4-4-4-6. */
+export function dashed(uuid: string): string {
+  const cuts = [6, 4, 4, 4, 4, 4, 6];
+  const out: string[] = [];
+  let at = 0;
+  for (const n of cuts) {
+    out.push(uuid.slice(at, at + n));
+    at += n;
+  }
+  return out.join('-');
+}
+
+/** A deterministic 32-character UUID. */
+export function fakeUuid(seed: string): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  let h = 2166136261;
+  let out = '';
+  for (let i = 0; i < 32; i++) {
+    for (const c of `${seed}:${i}`) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+    out += alphabet[h % alphabet.length];
+  }
+  return out;
+}
+
+/** VG metadata text as `vgcfgbackup` / the on-disk metadata area hold it. */
+export function vgText(vg: VgSpec): string {
+  const lines: string[] = [`${vg.name} {`, `\tid = "${dashed(vg.uuid)}"`, `\tseqno = ${vg.seqno ?? 1}`, '\tformat = "lvm2" # informational',
+    '\tstatus = ["RESIZEABLE", "READ", "WRITE"]', '\tflags = []', `\textent_size = ${vg.extentSize}\t\t# ${vg.extentSize / 2048} Megabytes`,
+    '\tmax_lv = 0', '\tmax_pv = 0', '\tmetadata_copies = 0', '', '\tphysical_volumes {', ''];
+  for (const pv of vg.pvs) {
+    lines.push(`\t\t${pv.name} {`, `\t\t\tid = "${dashed(pv.uuid)}"`, `\t\t\tdevice = "/dev/sd${pv.name.slice(-1)}"\t# Hint only`, '',
+      '\t\t\tstatus = ["ALLOCATABLE"]', '\t\t\tflags = []', `\t\t\tdev_size = ${pv.size / SECTOR}`, `\t\t\tpe_start = ${PE_START}`,
+      `\t\t\tpe_count = ${pv.peCount}`, '\t\t}', '');
+  }
+  lines.push('\t}', '', '\tlogical_volumes {', '');
+  for (const lv of vg.lvs) {
+    const status = lv.visible === false ? '["READ", "WRITE"]' : '["READ", "WRITE", "VISIBLE"]';
+    lines.push(`\t\t${lv.name} {`, `\t\t\tid = "${dashed(lv.uuid)}"`, `\t\t\tstatus = ${status}`, '\t\t\tflags = []',
+      '\t\t\tcreation_time = 1700000000\t# 2023-11-14 22:13:20 +0000', '\t\t\tcreation_host = "guest"', `\t\t\tsegment_count = ${lv.segments.length}`, '');
+    let start = 0;
+    lv.segments.forEach((seg, i) => {
+      lines.push(`\t\t\tsegment${i + 1} {`, `\t\t\t\tstart_extent = ${start}`, `\t\t\t\textent_count = ${seg.extents}\t# ${seg.extents} extents`, '',
+        `\t\t\t\ttype = "${seg.type ?? 'striped'}"`);
+      if (seg.stripes) {
+        lines.push(`\t\t\t\tstripe_count = ${seg.stripes.length}${seg.stripes.length === 1 ? '\t# linear' : ''}`);
+        if (seg.stripes.length > 1) lines.push(`\t\t\t\tstripe_size = ${seg.stripeSize}\t# ${seg.stripeSize! / 2} Kilobytes`);
+        lines.push('', '\t\t\t\tstripes = [', seg.stripes.map(([pv, ext]) => `\t\t\t\t\t"${pv}", ${ext}`).join(',\n'), '\t\t\t\t]');
+      }
+      for (const x of seg.extra ?? []) lines.push(`\t\t\t\t${x}`);
+      lines.push('\t\t\t}');
+      start += seg.extents;
+    });
+    lines.push('\t\t}', '');
+  }
+  lines.push('\t}', '}', '# Generated by LVM2 version 2.03.16(2) (2022-05-18): Thu Nov 26 11:00:00 2026', '',
+    'contents = "Text Format Volume Group"', 'version = 1', '', 'description = ""', '', 'creation_host = "guest"\t# Linux guest 6.1.0 x86_64',
+    'creation_time = 1700000000\t# Tue Nov 14 22:13:20 2023', '');
+  return lines.join('\n');
+}
+
+async function writeAt(file: string, offset: number, data: Buffer): Promise<void> {
+  const h = await fs.open(file, 'r+');
+  try {
+    await h.write(data, 0, data.length, offset);
+  } finally {
+    await h.close();
+  }
+}
+
+export interface PvWriteOptions {
+  /** Where the text starts inside the metadata area (default 512, just after the area header). */
+  textOffset?: number;
+  /** Raw bytes to store instead of `text` (hostile metadata). */
+  raw?: Buffer;
+  /** Size recorded in the raw location (default: the bytes' length). */
+  claimedSize?: number;
+}
+
+/** Writes the label, PV header, metadata area header and metadata text of `pv` (its image file exists and is big enough). */
+export async function writePv(pv: PvSpec, text: string, o: PvWriteOptions = {}): Promise<void> {
+  const label = Buffer.alloc(SECTOR);
+  label.write('LABELONE', 0, 'latin1');
+  label.writeBigUInt64LE(1n, 8);
+  label.writeUInt32LE(32, 20);
+  label.write('LVM2 001', 24, 'latin1');
+  label.write(pv.uuid, 32, 'latin1');
+  label.writeBigUInt64LE(BigInt(pv.size), 64);
+  // data area list, then metadata area list, each ending in a zero entry
+  label.writeBigUInt64LE(BigInt(PE_START * SECTOR), 72);
+  label.writeBigUInt64LE(BigInt(MDA_OFFSET), 104);
+  label.writeBigUInt64LE(BigInt(MDA_SIZE), 112);
+  label.writeUInt32LE(lvmCrc(label.subarray(20)), 16);
+  await writeAt(pv.file, pv.offset + SECTOR, label);
+
+  const bytes = o.raw ?? Buffer.from(`${text}\0`, 'utf8');
+  const textOffset = o.textOffset ?? 512;
+  const header = Buffer.alloc(512);
+  header.write(' LVM2 x[5A%r0N*>', 4, 'latin1');
+  header.writeUInt32LE(1, 20);
+  header.writeBigUInt64LE(BigInt(MDA_OFFSET), 24);
+  header.writeBigUInt64LE(BigInt(MDA_SIZE), 32);
+  header.writeBigUInt64LE(BigInt(textOffset), 40);
+  header.writeBigUInt64LE(BigInt(o.claimedSize ?? bytes.length), 48);
+  header.writeUInt32LE(lvmCrc(bytes), 56);
+  header.writeUInt32LE(lvmCrc(header.subarray(4)), 0);
+  await writeAt(pv.file, pv.offset + MDA_OFFSET, header);
+  // The circular buffer: what does not fit before the area's end continues just after its header.
+  const first = Math.min(bytes.length, MDA_SIZE - textOffset);
+  await writeAt(pv.file, pv.offset + MDA_OFFSET + textOffset, bytes.subarray(0, first));
+  if (first < bytes.length) await writeAt(pv.file, pv.offset + MDA_OFFSET + 512, bytes.subarray(first));
+}
+
+/**
+ * Writes `image` into the extents of `lv` (striped segments only), chunk by chunk as device-mapper maps them:
+ * linear pieces in order; in a striped segment chunk c goes to stripe c mod N, row floor(c / N).
+ */
+export async function writeIntoLv(vg: VgSpec, lv: LvSpec, image: Buffer): Promise<void> {
+  const extent = vg.extentSize * SECTOR;
+  const pvs = new Map(vg.pvs.map((p) => [p.name, p]));
+  let lvPos = 0;
+  for (const seg of lv.segments) {
+    const stripes = seg.stripes!;
+    const segLength = seg.extents * extent;
+    const chunk = stripes.length === 1 ? segLength : seg.stripeSize! * SECTOR;
+    for (let c = 0; c * chunk < segLength; c++) {
+      const [pvName, firstExtent] = stripes[c % stripes.length];
+      const pv = pvs.get(pvName)!;
+      const row = Math.floor(c / stripes.length);
+      const at = pv.offset + PE_START * SECTOR + firstExtent * extent + row * chunk;
+      const from = lvPos + c * chunk;
+      if (from >= image.length) break;
+      await writeAt(pv.file, at, image.subarray(from, Math.min(from + chunk, image.length)));
+    }
+    lvPos += segLength;
+  }
+}
+
+/**
+ * The first 16 KiB (gzip, base64) of two 40 MiB whole-disk PVs written by the real lvm2 tools (2.03.16), so the
+ * suite checks our reader against bytes we did not write, without root or loop devices in CI. Made once, as
+ * root, without device-mapper: `losetup` two blank files, `pvcreate`, `vgcreate vgt`, then `vgcfgrestore -f`
+ * with a backup text adding LV "lin" (pv0 extents 1–2, then pv1 extents 0–2) and LV "str" (striped over pv0
+ * extents 4–5 and pv1 extents 4–5, 64 KiB stripes); every byte after 16 KiB of those images was zero.
+ * REAL_VG describes the same layout for writeIntoLv (the PV files are filled in by realLvmDisks).
+ */
+const REAL_HEADS = [
+  'H4sIAAAAAAACA+2YS2/jNhDHkxYoWl22xx4JpcU+EHpJ2VHsFCnqJLbhwnmnySbZVFBkSlEqibYka+0mBvo1CvQr9NJLv1bvvXQo2Uk2mz622CzQ3fkBhsihyPlzOKZpzswg7zOd+kqjs7nRmJ3UtV9++4wo+/66QRjjnYNW35CbtaBabbZ2a6OwOVyLghedQ7fhtEc75ZmZHz8oen76946mzb8/uLNZDTKLy4EgCIIgCIIgCHJv/Hry4TbJ/+wNjxfqX8Rs48lXs3f9X/u4ePz0UfH88o8HP2P0/v9kXkouNL9Llol+JFq8X6U11kpoc2X1GWUvyuc06Z/V6fDbzQoVie8ebutaIvqRhA5cc2Uc2qnqG2ShAS2pnQ4SqB/rO43d9lGjvtJp6PMEavU19TzYae819BPNDWwvf+9EE8NURKmV+D8IMFR5zdBCe2gFGdRYXuxNiiK1u3ZqW47s+SLJbVrvbJT4jh1YmQwGIVgvwJaxqzkV9xdUXWBQdYNB1RUGVXcYVF1i0OIWQ9e6IvMdJUB/CsWngZQ9pms3J1TvdDZX63v5jF6aALx/Uz3TesKCfrGKi8EqVVV35CBS9Zo2Vvr4lT5mZ816jbLwm2f0KPRcut0479OKDE162Dtv0ay7W1uVd+rj96QPFMJnjrREJGI7FV1yOiq2iEzEiS8jYpRYucTNR8Zj8shghkHZAuXVx0tk72xANmRGDJNwvsTMJVYGF4apaY6M1DIrSfoeLDlpFqmzny8bacVy0NO1qQOVW6A7cWK/lxYG/SD2U0HcWIYk85xYgDJCKYzr+h55WMQnuZCnqe1HVlG1Aj9JLdXFGoBlmZFBIiZtiesHAizwSEW8fPxcty+/u177zy+f6/Mv2/jEFl+WnkDpZEy8QJ7awYUaFPJfpScMGEjnez/yrHTUE8t8TGwn9TNbzeJikC/FKHKUElWOB4FIoBLKyE9lDN2W2fghUV/KaynXRV6CJc+nDqNZZzLJv3pZqH8yRzp+NBiSLCRmiVdLlQp1HZqZC4tkjpPd9S2ytdNorG/tWWuHG/X19ir5mpFh1bTMyvWAqR+qJOGLtQWzxrlZhmH/ekVx73zf938D9/93dP8PpHc7qIEfXYm2c+gpQB2AdgEqAOoC1Mu5lQ43EwAK++3d9itSE+GFKhmmcgxtalIRy0VbRb7kqz9JnRtvq01XKUxS+OUQXSVBFa5e4drEkjvUdEgVEMO1E5j1xJPxqifjtqfyf/HEwRPLPY3ztn8dzrOcNxBO/lrhrPzzJI2pYZJf3KjeGeDK/DQAlUkAxm/wjLF4T2cM14tFAj/L7+w5g7rqqGGUUogVFN7u6WLxztPFIp4uEARBEARBEARBEARBEARBEARBEARBEARBXos/AYJ8cjkAQAAA',
+  'H4sIAAAAAAACA+2Y3W7bNhTHkw0bNt10j0AoG/qB0CVlR7EzZJiT2IYH5ztLmqSZoMiUokwSbUlW7SUG9hoD9hTbS+1y97vZoWQnaZp9dGgKrD0/wBB5KPL8eXhM05yZQd5nOvWVRmdzozE7qf/60dxvRNn31w3CGGd21qzXWPjNs6PQc7cb5/2KDM3D3nkr6+7WVuXMzI8fFD0/+3tH0+bfH9zZrAaZxeVAEARBEARBEAS5N345+XCb5H/2hscL9S9itvHkq9m7/q99Ujx++rh4fvnHg58xev9/Mi8lF5rfJctEPxIt3q/SGmsltLmy+oyyF+VzmvTP6nT47WaFisR3D7d1LRH9SEIHrrkyDu1U9Q2y0ICW1E4HCdSP9Z3GbvuoUV/pNPR5ArX6mnoe7LT3GvqJ5ga2l793oolhKqLUSvwfBBiqvGZooT20ggxqLC/2JkWR2l07tS1H9nyR5DatdzZKfMcOrEwGgxCsF2DL2NWcOgetviHpZi2o0mqztUtro7BJh2tRQF90Dl3acNqjnbKudUXmO0qA/hSKTwMpe0zXbk6o3ulsrtb38hm9NAF4/6Z6pvWEBf1iFReDVaqq7shBpOo1baz08St9xf0KVRcsVN2wUHXFQtUdC1WXLLS4ZblTH78nfaAQPnOkJSIR26noktNRsUVkIk58GRGjxMolbj4yHpNHBjMMyhYorz5eIntnA7IhM2KYhPMlZi6xMrgwTE1zZKSWWUnS92DJSbNInf182UgrloOerk0dqNwC3YkT+720MOgHsZ8K4sYyJJnnxAKUEUphXNf3yMMiPsmFPE1tP7KKqhX4SWqpLtYALMuMDBIxaUtcPxBggUcq4uXj57p9+d312n9++Vyff9nGJ7b4svQESidj4gXy1A4u1KCQ/yo9YcBAOt/7kWelo55Y5mNiO6mf2WoWF4N8KUaRo5SocjwIRAKVUEZ+KmPotszGD4n6Ul5LuS7yEix5PnUYzTqTSf7Vy0L90znS8aPBkGQhMUu8WqpUqOvQzFxYJHOc7K5vka2dRmN9a89aO9yor7dXydeMDKumZVauB0z9UCUJX6wtmDXOzTIM+9crinvn+77/G7j/v6P7fyC920EN/OhKtJ1DTwHqALQLUAFQF6Bezq10uJkAUNhv77ZfkZoIL1TJMJVjaFOTilgu2iryJV/9SerceFttukphksIvh+gqCapw9QrXJpbcoaZDqoAYrp3ArCeejFc9Gbc9lf+LJw6eWO5pnLf963Ce5byBcPLXCmflnydpTA2T/OJG9c4AV+anAahMAjB+g2eMxXs6Y7heLBL4WX5nzxnUVUcNo5RCrKDwdk8Xi3eeLhbxdIEgCIIgCIIgCIIgCIIgCIIgCIIgCIIgCPJa/AlELFUjAEAAAA==',
+];
+
+export const REAL_VG: VgSpec = {
+  name: 'vgt', uuid: 'ZeG1q890GsFBCX0w3jsqhAxUO4esifYQ', seqno: 2, extentSize: 8192,
+  pvs: [
+    { name: 'pv0', uuid: 'LWGq2oO9l88FGS9ymFxDnlwLYfEcIyR3', file: '', offset: 0, size: 40 * 1024 * 1024, peCount: 9 },
+    { name: 'pv1', uuid: '0avFA90mJXZmgfQEjq4om6YpjGvdS9Co', file: '', offset: 0, size: 40 * 1024 * 1024, peCount: 9 },
+  ],
+  lvs: [
+    { name: 'lin', uuid: 'aaaaaabbbbccccddddeeeeffffgggggg', segments: [{ extents: 2, stripes: [['pv0', 1]] }, { extents: 3, stripes: [['pv1', 0]] }] },
+    { name: 'str', uuid: 'aaaaaabbbbccccddddeeeeffffhhhhhh', segments: [{ extents: 4, stripes: [['pv0', 4], ['pv1', 4]], stripeSize: 128 }] },
+  ],
+};
+
+/** Writes the two lvm2-made PV images into `dir`; returns REAL_VG with their file names filled in. */
+export async function realLvmDisks(dir: string): Promise<VgSpec> {
+  const pvs = await Promise.all(REAL_VG.pvs.map(async (pv, i) => {
+    const file = path.join(dir, `real-${pv.name}.img`);
+    await fs.writeFile(file, gunzipSync(Buffer.from(REAL_HEADS[i], 'base64')));
+    await fs.truncate(file, pv.size);
+    return { ...pv, file };
+  }));
+  return { ...REAL_VG, pvs };
+}
