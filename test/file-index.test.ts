@@ -18,7 +18,7 @@ import { APP_CONFIG, loadConfig, type AppConfig } from '@vmkeep/config';
 import { FileIndexStore, type PointIndexRecord } from '@vmkeep/file-index';
 import type { HostsService } from '@vmkeep/inventory';
 import { HostEntity, JobEntity, openDataSource, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
-import { closeSharedChunkWorkers } from '@vmkeep/repository';
+import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
 import { connect } from '@vmkeep/vsphere';
 import { AppModule } from '../apps/api/src/app.module';
 import { configureApp } from '../apps/api/src/app';
@@ -240,6 +240,19 @@ describe('guest file index at backup time, search across restore points', () => 
     const result = await search({ q: 'app.conf', vm: vm.id });
     expect(result.unindexedPoints).toEqual([third.point.id]);
     expect(result.hits[0].versions.map((v) => v.points.length)).toEqual([1, 1]);
+  });
+
+  it('the next backup drops the index record of a deleted point; search lists that point as unindexed', async () => {
+    const repo = await Repository.open(config.repositoryPath);
+    await repo.deletePoint(first.point.repositoryPointId);
+    expect(await store().getPoint(first.point.repositoryPointId)).toBeDefined();
+    await backup();
+    expect(await store().getPoint(first.point.repositoryPointId)).toBeUndefined();
+    const result = await search({ q: 'notes.txt', vm: vm.id });
+    expect(result.hits).toEqual([]);
+    expect(result.unindexedPoints).toContain(first.point.id);
+    // The pages are still referenced by the second point or younger than the GC grace period: none is missing.
+    expect((await search({ q: 'hostname', vm: vm.id })).hits[0].versions[0].points.length).toBe(2);
   });
 
   it('vmkeep files find PATTERN --vm VM (CLI against the same API)', async () => {

@@ -65,7 +65,7 @@ export async function indexBackupFiles(args: {
 
 /** Runs the index's garbage collection when points were deleted (pruned) since: their records and unshared pages go. */
 async function dropIndexesOfDeletedPoints(repo: Repository, store: FileIndexStore): Promise<void> {
-  const live = new Set((await repo.listPoints()).map((m) => m.id));
+  const live = new Set((await repo.listPointFolders()).filter((f) => f.state !== 'deleting').map((f) => f.id));
   const indexed = await store.listPoints();
   if (indexed.some((id) => !live.has(id))) await store.collectGarbage(live);
 }

@@ -1,6 +1,8 @@
 /**
- * Browsing the guest file systems of one restore point: its disks' volumes (partitions) numbered 0… across the
- * disks in the order given, each with its file system opened (or the reason it cannot be). Pure: no Nest.
+ * Browsing the guest file systems of one restore point: its disks' volumes (partitions, and LVM2 logical volumes
+ * assembled across the disks) numbered 0… in the order listVolumesOfVm gives them, each with its file system
+ * opened (or the reason it cannot be); volumes and disks that could not be read are listed last with their error.
+ * Pure: no Nest.
  */
 import { VmkeepError } from '@vmkeep/contracts';
 import type { Disk } from '@vmkeep/disk';
@@ -8,7 +10,7 @@ import {
   FileSystemError,
   PathError,
   UnsupportedFileSystemError,
-  listVolumes,
+  listVolumesOfVm,
   openFileSystem,
   type DirEntry,
   type FileStat,
@@ -20,8 +22,11 @@ import { normalizeGuestPath } from './paths';
 export interface VolumeView {
   /** Number used in the API and CLI (0…, across all disks). */
   volume: number;
-  diskKey: string;
-  /** Partition number on its disk (0 for a whole-disk volume). */
+  /** Stable name: "disk0/1" (first disk, partition 1), "lvm/VG/LV", or what failed ("disk1", "lvm/VG/LV"). */
+  id: string;
+  /** Key of the disk holding it; null for a logical volume (or a failure not tied to one disk). */
+  diskKey: string | null;
+  /** Partition number on its disk (0 for a whole-disk volume or a logical volume). */
   partition: number;
   scheme: string;
   partitionType: string;
@@ -100,31 +105,47 @@ export class FileBrowser {
   static async open(disks: { key: string; disk: Disk }[]): Promise<FileBrowser> {
     const views: VolumeView[] = [];
     const fileSystems: (FileSystem | null)[] = [];
-    for (const { key, disk } of disks) {
-      const table = await translate(listVolumes(disk));
-      for (const v of table.volumes) {
-        let fs: FileSystem | null = null;
-        let error: string | null = null;
-        try {
-          fs = await openFileSystem(v);
-        } catch (err) {
-          const e = toVmkeepError(err);
-          error = e instanceof Error ? e.message : String(e);
-        }
-        views.push({
-          volume: views.length,
-          diskKey: key,
-          partition: v.index,
-          scheme: v.scheme,
-          partitionType: v.type,
-          partitionName: v.name,
-          start: v.start,
-          size: v.size,
-          fileSystem: fs ? { type: fs.type, label: fs.label, uuid: fs.uuid, size: fs.size, dirty: fs.dirty, warnings: fs.warnings } : null,
-          error,
-        });
-        fileSystems.push(fs);
+    const listed = await translate(listVolumesOfVm(disks.map((d) => d.disk)));
+    for (const { id, disk, volume: v } of listed.volumes) {
+      let fs: FileSystem | null = null;
+      let error: string | null = null;
+      try {
+        fs = await openFileSystem(v);
+      } catch (err) {
+        const e = toVmkeepError(err);
+        error = e instanceof Error ? e.message : String(e);
       }
+      views.push({
+        volume: views.length,
+        id,
+        diskKey: disk === null ? null : disks[disk].key,
+        partition: v.scheme === 'lvm' ? 0 : v.index,
+        scheme: v.scheme,
+        partitionType: v.type,
+        partitionName: v.name,
+        start: v.start,
+        size: v.size,
+        fileSystem: fs ? { type: fs.type, label: fs.label, uuid: fs.uuid, size: fs.size, dirty: fs.dirty, warnings: fs.warnings } : null,
+        error,
+      });
+      fileSystems.push(fs);
+    }
+    for (const f of listed.failed) {
+      const disk = /^disk(\d+)/.exec(f.id);
+      views.push({
+        volume: views.length,
+        id: f.id,
+        diskKey: disk ? (disks[Number(disk[1])]?.key ?? null) : null,
+        partition: 0,
+        scheme: f.id.startsWith('lvm/') ? 'lvm' : 'none',
+        partitionType: '',
+        partitionName: '',
+        start: 0,
+        size: 0,
+        fileSystem: null,
+        error: f.error.message,
+      });
+      fileSystems.push(null);
     }
     return new FileBrowser(disks.map((d) => d.disk), views, fileSystems);
   }
