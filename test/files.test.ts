@@ -151,9 +151,9 @@ describe('browsing through the API', () => {
   it('lists the volumes of the point with their file systems, sizes and clean state', async () => {
     const res = await api().get(`/api/restore-points/${pointId}/volumes`).set(as('viewer')).expect(200);
     expect(res.body).toHaveLength(2);
-    expect(res.body[0]).toMatchObject({ volume: 0, diskKey: 'disk-2000', partition: 1, scheme: 'gpt', partitionName: 'root', start: 2048 * 512, size: 24 * MiB });
+    expect(res.body[0]).toMatchObject({ volume: 0, id: 'disk0/1', diskKey: 'disk-2000', partition: 1, scheme: 'gpt', partitionName: 'root', start: 2048 * 512, size: 24 * MiB });
     expect(res.body[0].fileSystem).toMatchObject({ type: 'ext4', label: 'vmkeep-ext4', dirty: false, size: 24 * MiB });
-    expect(res.body[1]).toMatchObject({ volume: 1, partition: 2, partitionName: 'boot', size: 16 * MiB });
+    expect(res.body[1]).toMatchObject({ volume: 1, id: 'disk0/2', partition: 2, partitionName: 'boot', size: 16 * MiB });
     expect(res.body[1].fileSystem).toMatchObject({ type: 'fat16', label: 'VMKEEP16', dirty: false });
   });
 
@@ -253,6 +253,7 @@ describe('CLI', () => {
     expect(volumes.code).toBe(0);
     expect(volumes.stdout).toMatch(/ext4/);
     expect(volumes.stdout).toMatch(/fat16/);
+    expect(volumes.stdout).toMatch(/disk0\/2/);
     const r = await cli(['files', 'ls', pointId, '/docs', '--volume', '0', '--json', ...global()]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).entries.map((e: { name: string }) => e.name)).toEqual(['nested', 'up-link', 'ünïcødé — ✓.txt']);

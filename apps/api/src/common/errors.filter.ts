@@ -17,6 +17,9 @@ const STATUS_BY_CODE: Record<string, number> = {
   POINT_NOT_FOUND: HttpStatus.NOT_FOUND,
   POINT_DISK_NOT_FOUND: HttpStatus.NOT_FOUND,
   INVALID_DISK_KEY: HttpStatus.BAD_REQUEST,
+  /** A guest file system in a restore point is damaged, or of a kind not read yet. */
+  damaged: HttpStatus.UNPROCESSABLE_ENTITY,
+  unsupported: HttpStatus.NOT_IMPLEMENTED,
 };
 
 interface ErrorBody {

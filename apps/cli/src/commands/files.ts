@@ -83,11 +83,11 @@ async function pickVolume(source: FilesSource, given: number | undefined): Promi
 
 function volumesTable(volumes: VolumeView[]): string {
   return table(
-    ['VOL', 'DISK', 'PART', 'SIZE', 'FS', 'LABEL', 'STATE'],
+    ['VOL', 'ID', 'DISK', 'SIZE', 'FS', 'LABEL', 'STATE'],
     volumes.map((v) => [
       v.volume,
-      v.diskKey,
-      v.partition,
+      v.id,
+      v.diskKey ?? '',
       bytes(v.size),
       v.fileSystem?.type ?? '-',
       v.fileSystem?.label ?? '',
