@@ -46,6 +46,7 @@ export class SearchService {
         result.hits.push(toDto(hit, vmId, names.get(vmId) ?? null, byRepoId));
       }
       if (found.truncated) result.truncated = true;
+      if (result.truncated) break;
     }
     return result;
   }
