@@ -56,7 +56,7 @@ export BORG_PASSPHRASE="bench-borg-$RANDOM$RANDOM" BORG_BASE_DIR="$WORK/borg-hom
 unset VMKEEP_REPO RESTIC_REPOSITORY BORG_REPO
 
 load() { cut -d' ' -f1 /proc/loadavg; }
-bytes_of() { du -sb "$1" | cut -f1; }
+bytes_of() { { du -sb "$1" 2>/dev/null || true; } | cut -f1; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
 warm() { cat "$1" >/dev/null; }   # the image comes from the page cache for every tool alike
 
