@@ -234,9 +234,9 @@ export class Repository {
       }
       if (keyFile) await storage.put(KEY_FILE, keyFile);
       // The config goes last: a location without it is not a repository, whatever else is there.
-      if (!(await storage.putIfAbsent(CONFIG_FILE, JSON.stringify(config, null, 2) + '\n'))) {
-        throw new RepositoryNotEmptyError(nameOf(storage));
-      }
+      const text = JSON.stringify(config, null, 2) + '\n';
+      if (storage instanceof FsStorage) await storage.put(CONFIG_FILE, text);
+      else if (!(await storage.putIfAbsent(CONFIG_FILE, text))) throw new RepositoryNotEmptyError(nameOf(storage));
     } catch (err) {
       if (storage !== where) await storage.close();
       throw err;
