@@ -206,7 +206,8 @@ class StorageWriterHandle implements WriterHandle {
     private readonly key: string,
     private readonly text: string,
   ) {
-    this.timer = setInterval(() => void this.beat(), WRITER_HEARTBEAT_MS);
+    // A missed heartbeat (storage briefly unreachable) is harmless: the marker only goes stale after many.
+    this.timer = setInterval(() => void this.beat().catch(() => undefined), WRITER_HEARTBEAT_MS);
     this.timer.unref();
   }
 

@@ -19,7 +19,8 @@ export class SearchService {
   async searchFiles(query: FileSearchQueryDto): Promise<FileSearchResultDto> {
     const rows = await this.points.find({
       where: { repositoryPath: this.config.repositoryPath, ...(query.vm ? { vmId: query.vm } : {}) },
-      order: { createdAt: 'ASC', id: 'ASC' },
+      // Repository point ids sort by creation time to the millisecond; createdAt alone ties within a second.
+      order: { createdAt: 'ASC', repositoryPointId: 'ASC' },
       select: { id: true, vmId: true, repositoryPointId: true, createdAt: true },
     });
     if (query.vm && !(await this.vms.exists({ where: { id: query.vm } })) && rows.length === 0) {
