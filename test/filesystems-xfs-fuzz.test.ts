@@ -13,11 +13,11 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { checkRange, Disk, DiskError, Extent } from '@vmkeep/disk';
 import { crc32c } from '@vmkeep/disk-formats';
-import { FileSystem, openFileSystem, PathError } from '@vmkeep/filesystems';
+import { FileSystem, openFileSystem } from '@vmkeep/filesystems';
 import { seededBytes } from './peers/disk-images';
-import { caseRng, Rng } from './peers/fuzz-mutate';
+import { Rng } from './peers/fuzz-mutate';
+import { FieldWriter, Mutation, mutateOnce, PatchedDisk, runFuzzCases, walkTree } from './peers/fs-fuzz';
 import { MiB, seededWrite } from './peers/fs-images';
 import { makeXfs, xfsDb } from './peers/xfs-images';
 
@@ -37,30 +37,6 @@ interface Seed {
   name: string;
   bytes: Buffer;
   regions: Region[];
-}
-
-/** A Disk over a shared base image with a few patched bytes, counting what is read. */
-class PatchedDisk implements Disk {
-  bytesRead = 0;
-  constructor(
-    private readonly base: Buffer,
-    private readonly patches: Map<number, number>,
-  ) {}
-  get size(): number {
-    return this.base.length;
-  }
-  async read(offset: number, length: number): Promise<Buffer> {
-    checkRange(this, 'fuzz', offset, length);
-    this.bytesRead += length;
-    if (this.bytesRead > READ_BUDGET) throw new Error(`read budget of ${READ_BUDGET} bytes exceeded`);
-    const out = Buffer.from(this.base.subarray(offset, offset + length));
-    for (const [at, value] of this.patches) if (at >= offset && at < offset + length) out[at - offset] = value;
-    return out;
-  }
-  async extents(): Promise<Extent[]> {
-    return [{ offset: 0, length: this.base.length }];
-  }
-  async close(): Promise<void> {}
 }
 
 let dir: string;
@@ -116,38 +92,25 @@ afterAll(async () => {
 
 const BOUNDARY = [0n, 1n, 2n, 0x7fn, 0x80n, 0xffn, 0x100n, 0x7fffn, 0x8000n, 0xffffn, 0x10000n, 0x7fffffffn, 0x80000000n, 0xffffffffn, 0x1fffffffffffffn, 0xffffffffffffffffn];
 
-function mutate(seed: Seed, rng: Rng): { patches: Map<number, number>; steps: string[] } {
-  const patches = new Map<number, number>();
-  const steps: string[] = [];
+/** XFS is big-endian: a 16-, 32- or 64-bit field, kept inside its region, set to a boundary value. */
+const beField: FieldWriter = (m, rng, at, start, length) => {
+  const width = rng.pick([2, 4, 8]);
+  const aligned = Math.min(at - (at % width), start + length - width);
+  const v = BigInt.asUintN(width * 8, rng.pick(BOUNDARY));
+  for (let b = 0; b < width; b++) m.patches.set(aligned + b, Number((v >> BigInt(8 * (width - 1 - b))) & 0xffn));
+  m.steps.push(`be${width * 8} ${aligned}=${v}`);
+};
+
+function mutate(seed: Seed, rng: Rng): Mutation {
+  const m: Mutation = { patches: new Map(), steps: [] };
+  const { patches, steps } = m;
   const touched = new Set<Region>();
-  const byte = (at: number) => patches.get(at) ?? seed.bytes[at];
   const n = 1 + rng.int(4);
   for (let i = 0; i < n; i++) {
     const anywhere = rng.chance(0.05);
     const region = anywhere ? { offset: 0, length: seed.bytes.length } : rng.pick(seed.regions);
     if (!anywhere) touched.add(region);
-    const at = region.offset + rng.int(region.length);
-    const kind = rng.int(4);
-    if (kind === 0) {
-      const bit = rng.int(8);
-      patches.set(at, byte(at) ^ (1 << bit));
-      steps.push(`flip ${at}:${bit}`);
-    } else if (kind === 1) {
-      const v = rng.int(256);
-      patches.set(at, v);
-      steps.push(`byte ${at}=${v}`);
-    } else if (kind === 2) {
-      // XFS is big-endian.
-      const width = rng.pick([2, 4, 8]);
-      const aligned = Math.min(at - (at % width), region.offset + region.length - width);
-      const v = BigInt.asUintN(width * 8, rng.pick(BOUNDARY));
-      for (let b = 0; b < width; b++) patches.set(aligned + b, Number((v >> BigInt(8 * (width - 1 - b))) & 0xffn));
-      steps.push(`be${width * 8} ${aligned}=${v}`);
-    } else {
-      const from = region.offset + rng.int(Math.max(1, region.length - 16));
-      for (let b = 0; b < 16 && at + b < seed.bytes.length; b++) patches.set(at + b, seed.bytes[from + b]);
-      steps.push(`splice ${from}->${at}`);
-    }
+    mutateOnce(seed.bytes, m, rng, region.offset, region.length, beField);
   }
   if (rng.chance(0.75)) {
     for (const r of touched) {
@@ -160,40 +123,16 @@ function mutate(seed: Seed, rng: Rng): { patches: Map<number, number>; steps: st
     }
     steps.push('CRCs re-sealed');
   }
-  return { patches, steps };
+  return m;
 }
 
-/** Walks the whole (possibly damaged) tree within bounds; directory loops are cut by inode number. */
-async function exercise(fsys: FileSystem): Promise<void> {
-  const seen = new Set<number>();
-  const queue = ['/'];
-  let entries = 0;
-  while (queue.length && entries < 2000) {
-    const dirPath = queue.shift()!;
-    const page = await fsys.readdir(dirPath, { limit: 1500 });
-    for (const e of page.entries) {
-      entries++;
-      const p = dirPath === '/' ? `/${e.name}` : `${dirPath}/${e.name}`;
-      if (e.name.includes('/') || e.name === '' || e.name === '.' || e.name === '..') continue;
-      if (entries % 50 === 0) await fsys.stat(p);
-      if (e.stat.type === 'directory') {
-        if (!seen.has(e.stat.inode)) queue.push(p);
-        seen.add(e.stat.inode);
-      } else if (e.stat.type === 'symlink') {
-        await fsys.readlink(p);
-      } else if (e.stat.type === 'file' && (entries < 50 || entries % 100 === 0)) {
-        const file = await fsys.open(p);
-        await file.extents();
-        await file.read(0, Math.min(file.size, 65536));
-        if (file.size > 65536) await file.read(file.size - 65536, 65536);
-      }
-    }
-  }
-}
+/** Walks the whole (possibly damaged) tree within bounds, stating and reading a sample of the entries. */
+const exercise = (fsys: FileSystem) =>
+  walkTree(fsys, { entries: 2000, page: 1500, statEntry: (n) => n % 50 === 0, readEntry: (n) => n < 50 || n % 100 === 0 });
 
 test('the seed images walk cleanly', async () => {
   for (const seed of seeds) {
-    const fsys = await openFileSystem(new PatchedDisk(seed.bytes, new Map()));
+    const fsys = await openFileSystem(new PatchedDisk(seed.bytes, new Map(), READ_BUDGET));
     await exercise(fsys);
     expect({ seed: seed.name, type: fsys.type, dirty: fsys.dirty, size: fsys.size }).toEqual({ seed: seed.name, type: 'xfs', dirty: false, size: 32 * MiB });
     expect((await fsys.readdir('/frag', { limit: 2000 })).entries).toHaveLength(1200);
@@ -203,33 +142,8 @@ test('the seed images walk cleanly', async () => {
 });
 
 test(`${CASES} mutated XFS images end in success or a typed error, within time and read budgets`, async () => {
-  const only = process.env.VMKEEP_FUZZ_CASES?.split(',').map(Number);
-  const cases = only ?? Array.from({ length: CASES }, (_, i) => i);
-  const failures: string[] = [];
-  const outcomes: Record<string, number> = {};
-  const heapBefore = process.memoryUsage().heapUsed;
-  let slowest = 0;
-  for (const caseNo of cases) {
-    const rng = caseRng(SEED, caseNo);
-    const seed = seeds[caseNo % seeds.length];
-    const { patches, steps } = mutate(seed, rng);
-    const started = Date.now();
-    try {
-      await exercise(await openFileSystem(new PatchedDisk(seed.bytes, patches)));
-      outcomes.ok = (outcomes.ok ?? 0) + 1;
-    } catch (e) {
-      if (e instanceof DiskError || e instanceof PathError) {
-        const key = ((e as { structure?: string }).structure ?? e.name).replace(/\d+/g, 'N');
-        outcomes[key] = (outcomes[key] ?? 0) + 1;
-      } else {
-        failures.push(`case ${caseNo} (seed ${SEED}, ${seed.name}): ${(e as Error).stack?.split('\n').slice(0, 3).join(' | ')}\n  mutations: ${steps.join('; ')}`);
-      }
-    }
-    const took = Date.now() - started;
-    slowest = Math.max(slowest, took);
-    if (took > CASE_LIMIT_MS) failures.push(`case ${caseNo} (${seed.name}) took ${took} ms; mutations: ${steps.join('; ')}`);
-  }
-  const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
+  const limits = { seed: SEED, cases: CASES, caseLimitMs: CASE_LIMIT_MS, readBudget: READ_BUDGET };
+  const { only, ran, failures, outcomes, heapGrowth, slowest } = await runFuzzCases({ ...limits, seeds, mutate, walk: exercise, outcome: (structure, name) => (structure ?? name).replace(/\d+/g, 'N') });
   expect(failures.slice(0, 20).join('\n')).toBe('');
   expect(heapGrowth).toBeLessThan(256 * MiB);
   if (!only) {
@@ -237,5 +151,5 @@ test(`${CASES} mutated XFS images end in success or a typed error, within time a
     expect(outcomes.ok).toBeGreaterThan(CASES / 10);
     expect(Object.keys(outcomes).length).toBeGreaterThan(8);
   }
-  process.stdout.write(`xfs fuzz: ${cases.length} cases, slowest ${slowest} ms, outcomes ${JSON.stringify(outcomes)}\n`);
+  process.stdout.write(`xfs fuzz: ${ran} cases, slowest ${slowest} ms, outcomes ${JSON.stringify(outcomes)}\n`);
 }, 120_000);

@@ -5,7 +5,7 @@ import type { HttpResponse } from './http';
 import type { VmDiskInfo } from './types';
 
 const DATA = Buffer.from(Array.from({ length: 8192 }, (_, i) => (i * 31) % 251));
-const DESCRIPTOR = Buffer.from('# Disk DescriptorFile\nversion=1\ncreateType="vmfs"\nRW 16 VMFS "d-flat.vmdk"\n');
+const DESCRIPTOR = Buffer.from('# Disk DescriptorFile\nversion=1\nCID=fffffffe\ncreateType="vmfs"\nRW 16 VMFS "d-flat.vmdk"\n');
 const DISK: VmDiskInfo = { key: 2000, label: 'Hard disk 1', capacityBytes: 8192, fileName: '[ds1] vm/d.vmdk', datastore: 'ds1' };
 
 type Tamper = (url: string, start: number, end: number, response: HttpResponse) => HttpResponse;

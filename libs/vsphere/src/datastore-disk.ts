@@ -5,11 +5,12 @@
  * 206 status, Content-Range and length are verified; a failed range is retried a few times.
  */
 import { checkRange, DiskError, type Disk, type Extent } from '@vmkeep/disk';
+import { parseDescriptor } from '@vmkeep/disk-formats';
 import type { VimConnection } from './connection';
 import { parseDatastorePath } from './devices';
 import { VsphereError } from './errors';
 import type { VmDiskInfo } from './types';
-import { flatExtent, isSparseHeader, looksLikeDescriptor, parseDescriptor } from './vmdk-descriptor';
+import { flatExtent, isSparseHeader, looksLikeDescriptor } from './vmdk-descriptor';
 
 /** Descriptors are a few hundred bytes; anything this big is data, not a descriptor. */
 const DESCRIPTOR_PROBE_BYTES = 64 * 1024;
@@ -134,7 +135,7 @@ export async function openDatastoreDisk(
     if (head.total > DESCRIPTOR_PROBE_BYTES) throw new DiskError(`descriptor larger than ${DESCRIPTOR_PROBE_BYTES} bytes`, source);
     let extent: ReturnType<typeof flatExtent>;
     try {
-      extent = flatExtent(parseDescriptor(head.body.toString('utf8')));
+      extent = flatExtent(parseDescriptor(head.body, location.path));
     } catch (error) {
       throw new DiskError(`unsupported descriptor: ${(error as Error).message}`, source);
     }

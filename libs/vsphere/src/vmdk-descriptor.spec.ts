@@ -1,4 +1,5 @@
-import { flatExtent, isSparseHeader, looksLikeDescriptor, parseDescriptor } from './vmdk-descriptor';
+import { parseDescriptor } from '@vmkeep/disk-formats';
+import { flatExtent, isSparseHeader, looksLikeDescriptor } from './vmdk-descriptor';
 
 const ESXI_DESCRIPTOR = `# Disk DescriptorFile
 version=1
@@ -16,27 +17,23 @@ ddb.adapterType = "lsilogic"
 ddb.geometry.cylinders = "8"
 `;
 
-describe('VMDK descriptor (minimal)', () => {
+/** A minimal valid descriptor with the given createType and extent lines. */
+const descriptor = (createType: string, ...extents: string[]) =>
+  parseDescriptor(`version=1\nCID=fffffffe\ncreateType="${createType}"\n${extents.join('\n')}\n`, 'x.vmdk');
+
+describe('flat extent of a VMDK descriptor', () => {
   it('finds the VMFS extent of an ESXi descriptor', () => {
-    const descriptor = parseDescriptor(ESXI_DESCRIPTOR);
-    expect(descriptor.createType).toBe('vmfs');
-    expect(descriptor.extents).toEqual([{ access: 'RW', sectors: 131072, type: 'VMFS', file: 'demo_0-flat.vmdk', offset: 0 }]);
-    expect(flatExtent(descriptor)).toEqual({ file: 'demo_0-flat.vmdk', offsetBytes: 0, sizeBytes: 64 * 1024 * 1024 });
+    expect(flatExtent(parseDescriptor(ESXI_DESCRIPTOR, 'demo_0.vmdk'))).toEqual({ file: 'demo_0-flat.vmdk', offsetBytes: 0, sizeBytes: 64 * 1024 * 1024 });
   });
 
-  it('honours the sector offset of a FLAT extent and CRLF line ends', () => {
-    const text = 'version=1\r\ncreateType="monolithicFlat"\r\nRW 2048 FLAT "x-flat.vmdk" 16\r\n';
-    expect(flatExtent(parseDescriptor(text))).toEqual({ file: 'x-flat.vmdk', offsetBytes: 16 * 512, sizeBytes: 2048 * 512 });
+  it('honours the sector offset of a FLAT extent', () => {
+    expect(flatExtent(descriptor('monolithicFlat', 'RW 2048 FLAT "x-flat.vmdk" 16'))).toEqual({ file: 'x-flat.vmdk', offsetBytes: 16 * 512, sizeBytes: 2048 * 512 });
   });
 
   it('refuses layouts the datastore reader cannot read', () => {
-    const twoExtents = 'createType="twoGbMaxExtentFlat"\nRW 100 FLAT "a-f001.vmdk" 0\nRW 100 FLAT "a-f002.vmdk" 0\n';
-    expect(() => flatExtent(parseDescriptor(twoExtents))).toThrow(/2 extents/);
-    const sparse = 'createType="vmfsSparse"\nRW 100 VMFSSPARSE "a-000001-delta.vmdk"\n';
-    expect(() => flatExtent(parseDescriptor(sparse))).toThrow(/VMFSSPARSE/);
-    const escaping = 'createType="vmfs"\nRW 100 VMFS "../other/x-flat.vmdk"\n';
-    expect(() => flatExtent(parseDescriptor(escaping))).toThrow(/plain file name/);
-    expect(() => parseDescriptor('RW abc VMFS "x.vmdk"\n')).toThrow(/malformed extent line/);
+    expect(() => flatExtent(descriptor('twoGbMaxExtentFlat', 'RW 100 FLAT "a-f001.vmdk" 0', 'RW 100 FLAT "a-f002.vmdk" 0'))).toThrow(/2 extents/);
+    expect(() => flatExtent(descriptor('vmfsSparse', 'RW 100 VMFSSPARSE "a-000001-delta.vmdk"'))).toThrow(/VMFSSPARSE/);
+    expect(() => flatExtent(descriptor('vmfs', 'RW 100 VMFS "../other/x-flat.vmdk"'))).toThrow(/plain file name/);
   });
 
   it('tells descriptors from data', () => {
