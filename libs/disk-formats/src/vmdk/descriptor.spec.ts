@@ -81,7 +81,6 @@ describe('parseDescriptor', () => {
     ['bad CID', 'version=1\nCID=xyz\ncreateType="vmfs"\nRW 8 ZERO\n', DiskFormatError, /CID/],
     ['parent without hint', 'version=1\nCID=1\nparentCID=2\ncreateType="vmfsSparse"\nRW 8 ZERO\n', DiskFormatError, /parentFileNameHint/],
     ['garbage line', 'version=1\nCID=1\ncreateType="vmfs"\nhello world\nRW 8 ZERO\n', DiskFormatError, /unrecognised/],
-    ['binary data', 'version=1\nCID=1\0\x01garbage', DiskFormatError, /binary/],
     ['too many lines', `version=1\n${'\n'.repeat(70000)}`, DiskFormatError, /lines/],
     ['too large', `version=1\n#${'x'.repeat(1024 * 1024)}`, DiskFormatError, /exceeds/],
   ])('refuses %s', (_name, text, type, message) => {
@@ -90,6 +89,11 @@ describe('parseDescriptor', () => {
     expect(e.message).toMatch(message as RegExp);
     expect(e.file).toBe('x.vmdk');
     expect(e.structure).toMatch(/^descriptor/);
+  });
+
+  it('ends the text at the first NUL and ignores the padding after it', () => {
+    const d = parseDescriptor(Buffer.concat([Buffer.from(VMWARE), Buffer.from([0, 1, 0x7f, 0xff])]), 'x.vmdk');
+    expect(d.extents).toHaveLength(1);
   });
 
   it('names the line of a bad extent', () => {

@@ -113,13 +113,10 @@ export function parseDescriptor(input: Buffer | string, file: string): VmdkDescr
   if (buf.length > MAX_DESCRIPTOR_BYTES) {
     throw new DiskFormatError(`descriptor of ${buf.length} bytes exceeds ${MAX_DESCRIPTOR_BYTES}`, file, 'descriptor');
   }
+  // The text ends at the first NUL, as for qemu and VMware: what follows in the descriptor area is padding, and
+  // qemu-img does not always zero it.
   const nul = buf.indexOf(0);
-  if (nul >= 0) {
-    if (buf.subarray(nul).some((b) => b !== 0)) {
-      throw new DiskFormatError('descriptor holds binary data', file, 'descriptor', nul);
-    }
-    buf = buf.subarray(0, nul);
-  }
+  if (nul >= 0) buf = buf.subarray(0, nul);
   const lines = buf.toString('utf8').split('\n');
   if (lines.length > MAX_DESCRIPTOR_LINES) {
     throw new DiskFormatError(`descriptor has ${lines.length} lines (limit ${MAX_DESCRIPTOR_LINES})`, file, 'descriptor');
