@@ -9,29 +9,13 @@ import Redis from 'ioredis';
 import { startAppliance, vmkeep, type Appliance } from './peers/appliance';
 import { freePort, makeTempDir, requireBinary } from './peers/process';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
+import { bootSector } from './peers/boot-sector';
 
 const execFileP = promisify(execFile);
 const REDIS_DB = 9;
 const MiB = 1024 * 1024;
 const MARKER = 'VMKEEP-E2E-INSTANT';
 
-/** Boot sector writing MARKER to COM1 (same program as test/nbd-boot.test.ts). */
-function bootSector(marker: string): Buffer {
-  const code = [0xfa, 0xfc, 0x31, 0xc0, 0x8e, 0xd8, 0xbe, 0x00, 0x00, 0xba, 0xf8, 0x03];
-  const next = code.length;
-  code.push(0xac, 0x84, 0xc0, 0x74, 0x03, 0xee, 0xeb, (next - (code.length + 8)) & 0xff);
-  const done = code.length;
-  code.push(0xf4, 0xeb, (done - (code.length + 3)) & 0xff);
-  const msgAt = 0x7c00 + code.length;
-  code[7] = msgAt & 0xff;
-  code[8] = msgAt >> 8;
-  const sector = Buffer.alloc(512);
-  Buffer.from(code).copy(sector);
-  Buffer.from(`${marker}\r\n\0`, 'latin1').copy(sector, code.length);
-  sector[510] = 0x55;
-  sector[511] = 0xaa;
-  return sector;
-}
 
 /** Boots qemu from an NBD URL until MARKER shows on its serial console; resolves with the console text. */
 async function bootAndWaitForMarker(url: string): Promise<string> {

@@ -11,7 +11,7 @@
  * Unreferenced chunks younger than the grace period are still kept (chunks of a crashed writer, kept for a while).
  */
 import { RepositoryError } from './errors';
-import { DEFAULT_GC_GRACE_MS, DEFAULT_STALE_WRITER_MS, GcHooks, GcOptions, GcReport, checkDuration, markReferencedChunks } from './gc';
+import { DEFAULT_GC_GRACE_MS, DEFAULT_STALE_WRITER_MS, GcHooks, GcOptions, GcReport, checkDuration, emptyGcReport, markReferencedChunks } from './gc';
 import type { StaleLock } from './locks';
 import type { Repository } from './repository';
 import { StorageChunkStore } from './storage-chunk-store';
@@ -25,21 +25,7 @@ export async function collectGarbageOnStorage(repo: Repository, opts: GcOptions 
   const staleMs = checkDuration(opts.staleWriterMs ?? DEFAULT_STALE_WRITER_MS, 'staleWriterMs');
   const waitMs = checkDuration(opts.writerWaitMs ?? DEFAULT_GC_WRITER_WAIT_MS, 'writerWaitMs');
   const dryRun = !!opts.dryRun;
-  const report: GcReport = {
-    dryRun,
-    cutoff: '',
-    referencedChunks: 0,
-    sweptChunks: 0,
-    sweptBytes: 0,
-    keptRecentChunks: 0,
-    activeWriters: [],
-    staleWritersRemoved: [],
-    staleLocks: [...(hooks.staleLocks ?? [])],
-    partialPointsRemoved: [],
-    deletesFinished: [],
-    deletesUndone: [],
-    tempFilesRemoved: 0,
-  };
+  const report = emptyGcReport(dryRun, hooks);
 
   // 1. Writers: stale ones are removed; live ones are waited for (a dry run only reports them).
   const deadline = Date.now() + waitMs;

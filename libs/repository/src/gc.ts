@@ -82,14 +82,9 @@ async function entries(dir: string): Promise<string[]> {
   }
 }
 
-export async function collectGarbage(repo: Repository, opts: GcOptions = {}, hooks: GcHooks = {}): Promise<GcReport> {
-  const graceMs = checkDuration(opts.graceMs ?? DEFAULT_GC_GRACE_MS, 'graceMs');
-  const staleMs = checkDuration(opts.staleWriterMs ?? DEFAULT_STALE_WRITER_MS, 'staleWriterMs');
-  const dryRun = !!opts.dryRun;
-  const start = await repo.storage.now();
-
-  // 1. Writers: live ones bound the cutoff, stale ones are removed.
-  const report: GcReport = {
+/** A report with nothing done yet; both collectors fill it in. */
+export function emptyGcReport(dryRun: boolean, hooks: GcHooks): GcReport {
+  return {
     dryRun,
     cutoff: '',
     referencedChunks: 0,
@@ -104,6 +99,16 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}, hoo
     deletesUndone: [],
     tempFilesRemoved: 0,
   };
+}
+
+export async function collectGarbage(repo: Repository, opts: GcOptions = {}, hooks: GcHooks = {}): Promise<GcReport> {
+  const graceMs = checkDuration(opts.graceMs ?? DEFAULT_GC_GRACE_MS, 'graceMs');
+  const staleMs = checkDuration(opts.staleWriterMs ?? DEFAULT_STALE_WRITER_MS, 'staleWriterMs');
+  const dryRun = !!opts.dryRun;
+  const start = await repo.storage.now();
+
+  // 1. Writers: live ones bound the cutoff, stale ones are removed.
+  const report = emptyGcReport(dryRun, hooks);
   let cutoff = start - graceMs;
   for (const marker of await repo.writers.list()) {
     const silent = marker.heartbeatAtMs < start - staleMs;
