@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const PURE_LIBS = ['contracts', 'disk', 'disk-formats', 'repository', 'vsphere', 'nbd', 'nfs', 'filesystems', 'file-index'];
-const NEST_LIBS = ['config', 'persistence', 'queue', 'inventory', 'backup', 'restore', 'policies'];
+const NEST_LIBS = ['config', 'persistence', 'queue', 'inventory', 'backup', 'restore', 'policies', 'repositories'];
 const frameworkPatterns = [
   { group: ['@nestjs/*', 'typeorm', 'typeorm/*', 'bullmq', 'ioredis'], message: 'pure libraries must not import framework packages (DESIGN.md import rule)' },
 ];

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what VMKeep needs on a fresh Debian machine: the Debian packages for the test peers and demo
 # (only those missing) and the npm dependencies (when package-lock.json changed since the last install).
-# Usage: scripts/install-deps.sh [test|appliance]
+# Usage: scripts/install-deps.sh [test|appliance|bench]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-test}
@@ -26,6 +26,10 @@ if [ "$mode" = test ]; then
   have mkfs.exfat || need+=(exfatprogs)
   have mkfs.xfs || need+=(xfsprogs)
   have mkntfs || need+=(ntfs-3g)
+fi
+# bench/nbd.sh only (its other tools come with the test packages): fio with its nbd engine.
+if [ "$mode" = bench ]; then
+  have fio || need+=(fio)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"

@@ -197,11 +197,24 @@ describe('CBT incremental backups on vcsim', () => {
     const resized = await backup('cbt-fallbacks');
     expect(resized.disk.fullReason).toMatch(/^the disk was resized/);
 
-    // A failed run after the last point: the next one reads whole.
-    await new Promise((resolve) => setTimeout(resolve, 1100)); // job times have one-second resolution
-    await db.getRepository(JobEntity).save({ type: 'backup', state: 'failed', vmId: vm.id, error: 'worker died' });
+    // Every run records the point it builds on.
+    expect(resized.job.basePointId).toBe(last.id);
+
+    // A run that failed after the last point existed, created within the same second as the run that made it
+    // (SQLite keeps job times in seconds): told apart by its base, the next run reads whole.
+    const jobs = db.getRepository(JobEntity);
+    await jobs.save({ type: 'backup', state: 'failed', vmId: vm.id, error: 'worker died', basePointId: resized.point.id, createdAt: resized.job.createdAt });
     const afterFailure = await backup('cbt-fallbacks');
     expect(afterFailure.disk.fullReason).toMatch(/^the previous run \(job .*, failed\) did not complete$/);
+
+    // A failed run whose base is an older point ran before the last point was made, whatever its row's time says.
+    await jobs.save({ type: 'backup', state: 'failed', vmId: vm.id, error: 'old', basePointId: resized.point.id, createdAt: new Date(Date.now() + 60_000) });
+    const notAfter = await backup('cbt-fallbacks');
+    expect(notAfter.disk.backupMode).toBe('incremental');
+    expect(notAfter.disk.parentPointId).toBe(afterFailure.point.id);
+
+    // Two points with the same creation time: the newest is the one the other was not built on.
+    await db.query('UPDATE restore_points SET createdAt = (SELECT createdAt FROM restore_points WHERE id = ?) WHERE id = ?', [afterFailure.point.id, notAfter.point.id]);
 
     // The parent's chunks are gone from the repository: full read, and the data is still right.
     const chunksDir = path.join(config.repositoryPath, 'chunks');
@@ -212,6 +225,7 @@ describe('CBT incremental backups on vcsim', () => {
     const unreadable = await backup('cbt-fallbacks');
     expect(unreadable.disk.backupMode).toBe('full');
     expect(unreadable.disk.fullReason).toMatch(/parent restore point cannot be read/);
+    expect(unreadable.job.basePointId).toBe(notAfter.point.id);
     expect(sha256(await restored(unreadable.point))).toBe(sha256(await fs.readFile(flatFile('cbt-fallbacks'))));
   });
 

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { openRaw } from '@vmkeep/disk-formats';
 import { BufferDisk, DiskError } from '@vmkeep/disk';
 import { FileSystemError, openFileSystem, PathError, UnsupportedFileSystemError } from '@vmkeep/filesystems';
+import { resealExt } from '../libs/filesystems/src/ext/checksum';
 import { buildExtTree, ExtOptions, flsListing, makeExt, MiB, run, walkFileSystem, walkHostTree } from './peers/fs-images';
 
 let dir: string;
@@ -222,9 +223,11 @@ describe('flags, errors and refusals', () => {
 
   test('damaged structures fail with a typed error naming the structure and offset', async () => {
     const bytes = await fs.readFile(image);
-    const open = (mutate: (b: Buffer) => void) => {
+    // metadata_csum: the damaged superblock / inode gets a matching checksum, so the field checks are reached.
+    const open = (mutate: (b: Buffer) => void, inode?: [number, number]) => {
       const copy = Buffer.from(bytes);
       mutate(copy);
+      resealExt(copy, inode ? [inode] : []);
       return openFileSystem(new BufferDisk(copy));
     };
     await expect(open((b) => b.writeUInt32LE(0xffffffff, 1024 + 0x04))).rejects.toMatchObject({ name: 'FileSystemError', structure: 'superblock s_blocks_count', offset: 1028 });
@@ -234,7 +237,7 @@ describe('flags, errors and refusals', () => {
     const rootOffset = await run('debugfs', ['-R', 'imap <2>', image]);
     const m = /located at block (\d+), offset (0x[0-9a-f]+)/.exec(rootOffset)!;
     const at = Number(m[1]) * 4096 + Number(m[2]) + 0x28;
-    const err = await open((b) => b.writeUInt16LE(0x1234, at)).then(async (f) => f.readdir('/')).catch((e: unknown) => e);
+    const err = await open((b) => b.writeUInt16LE(0x1234, at), [2, at - 0x28]).then(async (f) => f.readdir('/')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FileSystemError);
     expect(err).toMatchObject({ structure: 'inode 2 extent node', offset: at });
     expect(String((err as Error).message)).toContain(`@${at}`);
@@ -244,12 +247,14 @@ describe('flags, errors and refusals', () => {
     const inode = /Inode: (\d+)/.exec(islands)![1];
     const imap = /located at block (\d+), offset (0x[0-9a-f]+)/.exec(await run('debugfs', ['-R', `imap <${inode}>`, image]))!;
     const index = Number(imap[1]) * 4096 + Number(imap[2]) + 0x28 + 12;
-    const bad = await open((b) => b.writeUInt32LE(0x7fffffff, index + 4)).then((f) => f.open('/islands.bin')).catch((e: unknown) => e);
+    const bad = await open((b) => b.writeUInt32LE(0x7fffffff, index + 4), [Number(inode), index - 0x28 - 12]).then((f) => f.open('/islands.bin')).catch((e: unknown) => e);
     expect(bad).toBeInstanceOf(DiskError);
     expect(bad).toMatchObject({ name: 'FileSystemError', structure: `inode ${inode} extent node` });
     // A damaged inode is listed with its error; the rest of its folder still lists.
     const hello = /located at block (\d+), offset (0x[0-9a-f]+)/.exec(await run('debugfs', ['-R', 'imap /hello.txt', image]))!;
-    const zeroMode = await open((b) => b.writeUInt16LE(0, Number(hello[1]) * 4096 + Number(hello[2])));
+    const helloIno = Number(/Inode (\d+)/.exec(await run('debugfs', ['-R', 'imap /hello.txt', image]))![1]);
+    const helloAt = Number(hello[1]) * 4096 + Number(hello[2]);
+    const zeroMode = await open((b) => b.writeUInt16LE(0, helloAt), [helloIno, helloAt]);
     const listing = (await zeroMode.readdir('/')).entries;
     expect(listing.find((e) => e.name === 'hello.txt')).toMatchObject({ stat: { type: 'unknown' }, error: expect.stringMatching(/mode 0o0 is not a valid file type/) });
     expect(listing.filter((e) => !e.error).length).toBe(listing.length - 1);

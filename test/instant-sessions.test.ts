@@ -112,6 +112,46 @@ describe('instant-restore sessions', () => {
     expect(logs.join('\n')).not.toContain(s.url.split('/').pop());
   });
 
+  it('shows migration progress while closing; a failed migration keeps the session, its URL and its writes', async () => {
+    const s = await sessions.start(pointId, 'disk-0', { writable: true });
+    await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x24 0 4096', s.url]);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const closing = sessions.close(s.id, {
+      deliver: {
+        target: 'somewhere',
+        run: async (disk, onBytes) => {
+          const first = await disk.read(0, 4096);
+          onBytes(4096);
+          await gate;
+          throw new Error(`target full after ${first[0]}`);
+        },
+      },
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(() => sessions.close(s.id)).toThrow(expect.objectContaining({ code: 'conflict' }));
+    expect(sessions.get(s.id)).toMatchObject({ state: 'closing', migration: { target: 'somewhere', bytesDone: 4096, bytesTotal: data.length } });
+    release();
+    await expect(closing).rejects.toThrow('target full after 36');
+    expect(sessions.get(s.id)).toMatchObject({ state: 'active', url: s.url });
+    expect(sessions.get(s.id).migration).toBeUndefined();
+    const { stdout } = await run('qemu-io', ['-f', 'raw', '-c', 'read -P 0x24 0 4096', s.url]);
+    expect(stdout).toMatch(/read 4096\/4096 bytes/);
+    const done = await sessions.close(s.id, {
+      deliver: { target: 't', run: async (disk, onBytes) => (onBytes(disk.size), { path: 't', format: 'test', bytes: disk.size }) },
+    });
+    expect(done).toEqual({ id: s.id, migrated: { path: 't', format: 'test', bytes: data.length } });
+  });
+
+  it('sweeps scratch folders that belong to no open session', async () => {
+    const live = await sessions.start(pointId, 'disk-1', { writable: true });
+    fs.mkdirSync(path.join(dir, 'scratch', 'dead-session'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'scratch', 'dead-session', 'overlay.data'), 'x');
+    expect(await sessions.sweepScratch()).toEqual(['dead-session']);
+    expect(fs.readdirSync(path.join(dir, 'scratch'))).toEqual([live.id]);
+    await sessions.close(live.id);
+  });
+
   it('answers bad input with typed errors', async () => {
     await expect(sessions.start(pointId, undefined, { ttlMinutes: 0 })).rejects.toMatchObject({ code: 'invalid' });
     await expect(sessions.start('no-such-point', undefined)).rejects.toMatchObject({ code: 'not_found' });

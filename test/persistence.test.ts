@@ -29,7 +29,7 @@ import { createDatabase, dropDatabase } from './peers/mariadb';
 /** Above 2^32 and 2^53-safe: catches 32-bit truncation and string/number mix-ups of BIGINT columns. */
 const HUGE = 5 * 2 ** 32 + 12345;
 const CHEAP_SCRYPT = { N: 1024, r: 8, p: 1 };
-const TABLES = ['users', 'api_tokens', 'hosts', 'vms', 'vm_disks', 'jobs', 'restore_points', 'audit_log', 'policies', 'policy_runs'];
+const TABLES = ['users', 'api_tokens', 'hosts', 'vms', 'vm_disks', 'jobs', 'restore_points', 'audit_log', 'policies', 'policy_runs', 'webhooks', 'webhook_deliveries', 'instant_sessions', 'repositories'];
 
 interface Target {
   name: string;

@@ -3,12 +3,13 @@
  * file system (a small tmpfs). Afterwards the repository verifies clean, no half point is listed, every committed
  * point restores byte-exact and the next operation works.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CLI_BIN, ensureBuilt, vmkeep } from './peers/appliance';
+import { ensureBuilt, vmkeep } from './peers/appliance';
 import { makeTempDir } from './peers/process';
+import { chunkFiles, killWhen } from './repository-crash-helpers';
 
 const MIB = 1024 * 1024;
 const PASS = 'crash test passphrase';
@@ -21,33 +22,6 @@ function randomFile(file: string, mib: number): void {
   const fd = fs.openSync(file, 'w');
   for (let i = 0; i < mib; i++) fs.writeSync(fd, randomBytes(MIB));
   fs.closeSync(fd);
-}
-
-function chunkFiles(repo: string): string[] {
-  const dir = path.join(repo, 'chunks');
-  return fs
-    .readdirSync(dir)
-    .flatMap((fan) => fs.readdirSync(path.join(dir, fan)).filter((n) => !n.includes('.tmp-')).map((n) => path.join(dir, fan, n)));
-}
-
-/** Starts the CLI, waits until `ready()` holds, then kills it with SIGKILL. Fails if it finished first. */
-async function killWhen(args: string[], env: Record<string, string>, home: string, ready: () => boolean): Promise<void> {
-  const child = spawn(process.execPath, [CLI_BIN, ...args], { cwd: home, env: { PATH: process.env.PATH, HOME: home, ...env } });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let finished = false;
-  void exited.then(() => (finished = true));
-  const deadline = Date.now() + 60_000;
-  while (!ready()) {
-    if (finished) throw new Error(`vmkeep ${args.join(' ')} finished before it could be killed: ${output}`);
-    if (Date.now() > deadline) throw new Error(`vmkeep ${args.join(' ')}: condition not reached: ${output}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  child.kill('SIGKILL');
-  await exited;
-  expect(child.signalCode).toBe('SIGKILL');
 }
 
 describe('repository crash safety (kill -9, disk full)', () => {

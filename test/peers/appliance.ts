@@ -11,10 +11,15 @@ import { freePort, makeTempDir, spawnPeer, waitUntil, type SpawnedPeer } from '.
 const run = promisify(execFile);
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-const DIST = path.join(ROOT, 'dist');
+/**
+ * VMKEEP_TEST_DIST: a copy of dist/ inside the checkout (e.g. .tmp/dist-copy) to run as it is, never rebuilt —
+ * for runs while other work keeps rebuilding dist/.
+ */
+const PINNED_DIST = process.env.VMKEEP_TEST_DIST ? path.resolve(ROOT, process.env.VMKEEP_TEST_DIST) : undefined;
+const DIST = PINNED_DIST ?? path.join(ROOT, 'dist');
 const STAMP = path.join(DIST, '.build-stamp');
 const LOCK = path.join(ROOT, '.tmp', 'build.lock');
-export const CLI_BIN = path.join(ROOT, 'bin', 'vmkeep.js');
+export const CLI_BIN = PINNED_DIST ? path.join(PINNED_DIST, 'apps', 'cli', 'src', 'main.js') : path.join(ROOT, 'bin', 'vmkeep.js');
 
 export interface ApplianceOptions {
   /** MySQL/MariaDB URL of a fresh database; omitted = the embedded default (SQLite file in the data dir). */
@@ -41,6 +46,8 @@ export interface Appliance {
   fetch(method: string, route: string, body?: unknown): Promise<Response>;
   /** Kills the worker process (SIGKILL) and starts a new one. */
   restartWorker(): Promise<void>;
+  /** Stops the API process (SIGKILL by default: a crash) and starts a new one on the same port and data. */
+  restartApi(signal?: NodeJS.Signals): Promise<void>;
   /** Last output lines of the API and the worker. */
   logs(): string;
   stop(): Promise<void>;
@@ -48,6 +55,7 @@ export interface Appliance {
 
 /** Compiles the monorepo into dist/ unless dist is newer than every source; safe to call from parallel suites. */
 export async function ensureBuilt(): Promise<void> {
+  if (PINNED_DIST) return;
   fs.mkdirSync(path.dirname(LOCK), { recursive: true });
   const deadline = Date.now() + 300_000;
   for (;;) {
@@ -120,7 +128,7 @@ export async function startAppliance(options: ApplianceOptions): Promise<Applian
   const spawnApp = (entry: string): SpawnedPeer =>
     spawnPeer(process.execPath, [path.join(DIST, entry)], { cwd: dataDir, env: childEnv });
 
-  const api = spawnApp('apps/api/src/main.js');
+  let api = spawnApp('apps/api/src/main.js');
   let worker: SpawnedPeer | undefined;
   let token = '';
   const send = (method: string, route: string, body?: unknown): Promise<Response> =>
@@ -172,6 +180,12 @@ export async function startAppliance(options: ApplianceOptions): Promise<Applian
       worker?.child.kill('SIGKILL');
       await worker?.stop(1000);
       await startWorker();
+    },
+    async restartApi(signal: NodeJS.Signals = 'SIGKILL') {
+      api.child.kill(signal);
+      await api.stop(10_000);
+      api = spawnApp('apps/api/src/main.js');
+      await waitUntil('vmkeep api', async () => (await fetch(`${url}/api/health`)).ok, api, 60_000);
     },
     logs: () => `--- api ---\n${api.tail()}\n--- worker ---\n${worker?.tail() ?? ''}`,
     stop,

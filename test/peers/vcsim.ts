@@ -39,6 +39,11 @@ export interface VcsimSeedVm {
   cbtOverReport?: boolean;
   /** Bytes of disk one QueryChangedDiskAreas answer covers (default 64 MiB). */
   cbtPageBytes?: number;
+  /**
+   * Guest credentials: the VM gets VMware Tools running and a guest file system at `<dir>/guest/<vm id>` for
+   * guest operations (test/vcsim/guestops.go). Without it guest operations answer GuestOperationsUnavailable.
+   */
+  guest?: { username: string; password: string };
 }
 
 export interface VcsimOptions {
@@ -48,6 +53,19 @@ export interface VcsimOptions {
   port?: number;
   /** VMs to add, with disks holding the given images. */
   seed?: VcsimSeedVm[];
+  /** Folders, resource pools, vSphere tags and custom attributes to give VMs (seeded or built in), by VM name. */
+  labels?: VcsimVmLabels[];
+}
+
+/** Applied by test/vcsim/labels.go through the real APIs (RelocateVM_Task, vAPI tagging, SetField). */
+export interface VcsimVmLabels {
+  vm: string;
+  /** Folder below the datacenter's VM folder ("prod/web"), created as needed. */
+  folder?: string;
+  /** Child resource pool of the cluster's root pool, created as needed. */
+  pool?: string;
+  tags?: { category: string; name: string }[];
+  attributes?: Record<string, string>;
 }
 
 export interface VcsimDisk {
@@ -148,9 +166,9 @@ export async function startVcsim(options: VcsimOptions = {}): Promise<VcsimInsta
   const username = options.username ?? 'administrator@vsphere.local';
   const password = options.password ?? 'vcsim-Secret-1';
   const args = ['-dir', dir, '-port', String(options.port ?? 0), '-username', username, '-password', password];
-  if (options.seed?.length) {
+  if (options.seed?.length || options.labels?.length) {
     const seedFile = path.join(dir, 'seed.json');
-    await fs.writeFile(seedFile, JSON.stringify({ vms: options.seed }));
+    await fs.writeFile(seedFile, JSON.stringify({ vms: options.seed ?? [], labels: options.labels ?? [] }));
     args.push('-seed', seedFile);
   }
 

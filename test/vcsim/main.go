@@ -6,6 +6,8 @@
 // ready. It runs until SIGINT/SIGTERM, then removes the datastore folders it created.
 //
 // cbt.go adds changed block tracking (changeIds on snapshot disks, QueryChangedDiskAreas).
+// guestops.go adds guest file operations (MakeDirectoryInGuest, ListFilesInGuest, InitiateFileTransferToGuest).
+// labels.go moves VMs into folders and resource pools, tags them and sets custom attributes (seed "labels").
 //
 // Build offline: GOPATH=/usr/share/gocode GO111MODULE=off go build -o vcsim .
 package main
@@ -58,6 +60,8 @@ type seedVM struct {
 	CbtOverReport bool `json:"cbtOverReport"`
 	// CbtPageBytes is how much of the disk one QueryChangedDiskAreas answer covers (default 64 MiB).
 	CbtPageBytes int64 `json:"cbtPageBytes"`
+	// Guest gives the VM running Tools and a guest file system for guest operations (guestops.go).
+	Guest *seedGuest `json:"guest"`
 }
 
 type seedDisk struct {
@@ -145,6 +149,7 @@ func main() {
 		Host: net.JoinHostPort("127.0.0.1", fmt.Sprint(*port)),
 		User: url.UserPassword(*username, *password),
 	}
+	model.Service.RegisterEndpoints = true // the vAPI REST endpoints (tagging) that labels.go imports
 	server := model.Service.NewServer()
 	defer server.Close()
 
@@ -156,6 +161,9 @@ func main() {
 
 	info, err := seedAndDescribe(ctx, client, seed)
 	if err != nil {
+		log.Fatal(err)
+	}
+	if err = applyLabels(ctx, client, server.URL, *seedPath); err != nil { // labels.go
 		log.Fatal(err)
 	}
 	_ = client.Logout(ctx)
@@ -177,6 +185,20 @@ func main() {
 	simulator.Map.AddHandler(tracker)
 	tracker.next = server.Config.Handler
 	server.Config.Handler = tracker
+
+	// Guest file operations (guestops.go) for seeded VMs with a "guest" entry.
+	guest := newGuestOps()
+	for _, entry := range info.VMs {
+		for _, s := range seed.VMs {
+			if s.Name == entry.Name && s.Guest != nil {
+				if err := guest.enable(*dir, entry.ID, *s.Guest); err != nil {
+					log.Fatal(err)
+				}
+			}
+		}
+	}
+	guest.next = server.Config.Handler
+	server.Config.Handler = guest
 
 	base := *server.URL
 	base.User = nil

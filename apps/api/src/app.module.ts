@@ -5,6 +5,7 @@ import { InventoryModule } from '@vmkeep/inventory';
 import { PersistenceModule } from '@vmkeep/persistence';
 import { PoliciesModule } from '@vmkeep/policies';
 import { QueueModule } from '@vmkeep/queue';
+import { RepositoriesModule } from '@vmkeep/repositories';
 import { closeSharedChunkWorkers } from '@vmkeep/repository';
 import { FileBrowseModule, InstantRestoreModule, VmRestoreJobsModule } from '@vmkeep/restore';
 import { AuditController } from './audit/audit.controller';
@@ -17,22 +18,28 @@ import { UsersController } from './auth/users.controller';
 import { UsersService } from './auth/users.service';
 import { ErrorsFilter } from './common/errors.filter';
 import { FilesController } from './files/files.controller';
+import { GuestRestoreController } from './files/guest-restore.controller';
 import { HealthController } from './health.controller';
 import { HostsController } from './hosts/hosts.controller';
 import { InstantSessionsController } from './instant/instant-sessions.controller';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
+import { MetricsController } from './metrics/metrics.controller';
+import { MetricsService } from './metrics/metrics.service';
 import { PoliciesController, VmProtectionController } from './policies/policies.controller';
 import { RestorePointsController } from './restore-points/restore-points.controller';
 import { RestorePointsService } from './restore-points/restore-points.service';
 import { RestoresController } from './restores/restores.controller';
+import { RepositoriesController } from './repositories/repositories.controller';
 import { SearchController } from './search/search.controller';
 import { SearchService } from './search/search.service';
 import { VmsController } from './vms/vms.controller';
+import { WebhooksController } from './webhooks/webhooks.controller';
+import { WebhooksService } from './webhooks/webhooks.service';
 
 /** The HTTP API: controllers, auth and the queue producer. It enqueues backups and never runs them. */
 @Module({
-  imports: [ConfigModule, PersistenceModule, QueueModule, InventoryModule, PoliciesModule, InstantRestoreModule, FileBrowseModule, VmRestoreJobsModule],
+  imports: [ConfigModule, PersistenceModule, QueueModule, InventoryModule, PoliciesModule, InstantRestoreModule, FileBrowseModule, VmRestoreJobsModule, RepositoriesModule],
   controllers: [
     HealthController,
     AuthController,
@@ -47,7 +54,11 @@ import { VmsController } from './vms/vms.controller';
     InstantSessionsController,
     RestoresController,
     FilesController,
+    GuestRestoreController,
     SearchController,
+    RepositoriesController,
+    WebhooksController,
+    MetricsController,
   ],
   providers: [
     AuditService,
@@ -57,6 +68,8 @@ import { VmsController } from './vms/vms.controller';
     JobsService,
     RestorePointsService,
     SearchService,
+    WebhooksService,
+    MetricsService,
     { provide: APP_GUARD, useClass: AuthGuard },
     { provide: APP_FILTER, useClass: ErrorsFilter },
   ],

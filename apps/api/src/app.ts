@@ -1,4 +1,4 @@
-import { INestApplication, ValidationPipe } from '@nestjs/common';
+import { INestApplication, RequestMethod, ValidationPipe } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { APP_CONFIG, AppConfig } from '@vmkeep/config';
@@ -15,7 +15,8 @@ export const API_PREFIX = 'api';
  */
 export function configureApp(app: INestApplication): void {
   hardenHttp(app as NestExpressApplication, app.get<AppConfig>(APP_CONFIG).api, `/${API_PREFIX}/docs`);
-  app.setGlobalPrefix(API_PREFIX);
+  // GET /metrics stays at the root, where Prometheus scrapes by default.
+  app.setGlobalPrefix(API_PREFIX, { exclude: [{ path: 'metrics', method: RequestMethod.GET }] });
   app.useGlobalPipes(
     new UuidParamsPipe(),
     new ValidationPipe({

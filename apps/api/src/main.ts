@@ -1,12 +1,13 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { APP_CONFIG, AppConfig, enabledLogLevels, loadConfig } from '@vmkeep/config';
+import { APP_CONFIG, AppConfig, appLogger, loadConfig } from '@vmkeep/config';
+import { redactSecrets } from '@vmkeep/persistence';
 import { AppModule } from './app.module';
 import { configureApp } from './app';
 
 async function bootstrap(): Promise<void> {
-  const app = await NestFactory.create(AppModule, { logger: enabledLogLevels(loadConfig().logLevel) });
+  const app = await NestFactory.create(AppModule, { logger: appLogger(loadConfig(), redactSecrets) });
   configureApp(app);
   app.enableShutdownHooks();
   const config = app.get<AppConfig>(APP_CONFIG);

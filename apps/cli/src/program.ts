@@ -7,12 +7,15 @@ import { registerFiles } from './commands/files';
 import { registerFind } from './commands/find';
 import { registerHosts } from './commands/hosts';
 import { registerInstant } from './commands/instant';
+import { registerJobs } from './commands/jobs';
 import { registerPoints } from './commands/points';
 import { registerPolicies } from './commands/policies';
 import { registerRepo } from './commands/repo';
+import { registerRepositories } from './commands/repositories';
 import { registerRestore } from './commands/restore';
 import { registerRestoreVm } from './commands/restore-vm';
 import { registerVms } from './commands/vms';
+import { registerWebhooks } from './commands/webhooks';
 import { CliContext, CliError, type CliIo, type GlobalOptions } from './context';
 import { CredentialStore } from './credentials';
 
@@ -44,7 +47,7 @@ export async function runCli(argv: string[], io: CliIo, credentials = new Creden
       writeErr: (s) => io.stderr.write(s),
     })
     .showHelpAfterError();
-  for (const register of [registerAuth, registerHosts, registerVms, registerBackup, registerPoints, registerRestore, registerRestoreVm, registerInstant, registerDisk, registerRepo, registerPolicies, registerFiles, registerFind]) {
+  for (const register of [registerAuth, registerHosts, registerVms, registerBackup, registerPoints, registerRestore, registerRestoreVm, registerInstant, registerDisk, registerRepo, registerPolicies, registerFiles, registerFind, registerJobs, registerWebhooks, registerRepositories]) {
     register(program, run);
   }
   addCommonOptions(program);

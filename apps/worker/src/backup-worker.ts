@@ -4,6 +4,7 @@ import { APP_CONFIG, type AppConfig } from '@vmkeep/config';
 import { BACKUP_JOB, BACKUP_QUEUE, type BackupJobPayload } from '@vmkeep/contracts';
 import type { RedisConnectionOptions } from '@vmkeep/queue';
 import { QueueEvents, Worker, type Job } from 'bullmq';
+import { WebhookNotifier } from './webhooks/webhooks.module';
 
 /**
  * The thin BullMQ side of the worker: takes BACKUP_JOBs off the queue and hands each to BackupService.run, which
@@ -24,6 +25,7 @@ export class BackupWorker {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly backups: BackupService,
+    private readonly webhooks: WebhookNotifier,
   ) {}
 
   async start(connection: RedisConnectionOptions): Promise<void> {
@@ -52,6 +54,7 @@ export class BackupWorker {
     if (job.name !== BACKUP_JOB) throw new Error(`no handler for job name "${job.name}" on ${BACKUP_QUEUE}`);
     const state = await this.backups.run(job.data.jobId, signal);
     this.log.log(`job ${job.data.jobId}: ${state}`);
+    await this.webhooks.jobFinished(job.data.jobId);
     return state;
   }
 
@@ -62,6 +65,7 @@ export class BackupWorker {
   private async onFailed(jobId: string, reason: string): Promise<void> {
     try {
       await this.backups.markInterrupted(jobId, `the worker could not finish this job: ${reason}`);
+      await this.webhooks.jobFinished(jobId);
     } catch (err) {
       this.log.warn(`could not close job ${jobId} after a queue failure: ${describeFailure(err)}`);
     }

@@ -1,14 +1,15 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { SnapshotCleanupService } from '@vmkeep/backup';
-import { APP_CONFIG, enabledLogLevels, loadConfig, type AppConfig } from '@vmkeep/config';
+import { APP_CONFIG, appLogger, loadConfig, type AppConfig } from '@vmkeep/config';
+import { redactSecrets } from '@vmkeep/persistence';
 import { redisConnection } from '@vmkeep/queue';
 import { BackupWorker } from './backup-worker';
 import { RestoreWorker } from './restore-worker';
 import { WorkerModule } from './worker.module';
 
 async function main(): Promise<void> {
-  const app = await NestFactory.createApplicationContext(WorkerModule, { logger: enabledLogLevels(loadConfig().logLevel) });
+  const app = await NestFactory.createApplicationContext(WorkerModule, { logger: appLogger(loadConfig(), redactSecrets) });
   const config = app.get<AppConfig>(APP_CONFIG);
   const worker = app.get(BackupWorker);
   const cleanup = app.get(SnapshotCleanupService);

@@ -5,6 +5,7 @@ import { Repository } from 'typeorm';
 import { PolicyEntity } from '@vmkeep/persistence';
 import { POLICY_QUEUE, POLICY_RUN_JOB, PoliciesModule, PolicyRunner, PolicyScheduler, tickTimeOf, type PolicyRunPayload } from '@vmkeep/policies';
 import { REDIS_OPTIONS, type RedisConnectionOptions } from '@vmkeep/queue';
+import { WebhookNotifier, WebhooksWorkerModule } from './webhooks/webhooks.module';
 
 /** Policy runs one worker process handles at once (each mostly waits for its backup jobs). */
 const RUN_CONCURRENCY = 4;
@@ -27,6 +28,7 @@ export class PolicyWorker implements OnApplicationBootstrap, OnModuleDestroy {
     @InjectRepository(PolicyEntity) private readonly policies: Repository<PolicyEntity>,
     private readonly scheduler: PolicyScheduler,
     private readonly runner: PolicyRunner,
+    private readonly webhooks: WebhookNotifier,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -59,10 +61,11 @@ export class PolicyWorker implements OnApplicationBootstrap, OnModuleDestroy {
   private async process(job: Job<PolicyRunPayload>, signal?: AbortSignal): Promise<string> {
     if (job.name !== POLICY_RUN_JOB) throw new Error(`no handler for job name "${job.name}" on ${POLICY_QUEUE}`);
     const run = await this.runner.run(job.data.policyId, tickTimeOf(job), job.data.requestedAt !== undefined, signal);
+    if (run?.finishedAt) await this.webhooks.policyRunFinished(run);
     return run ? `${run.id}: ${run.state}` : 'not run';
   }
 }
 
 /** Registered once in WorkerModule. */
-@Module({ imports: [PoliciesModule], providers: [PolicyWorker] })
+@Module({ imports: [PoliciesModule, WebhooksWorkerModule], providers: [PolicyWorker] })
 export class PolicyWorkerModule {}

@@ -4,6 +4,7 @@ import { RESTORE_QUEUE, RESTORE_VM_JOB, type BackupJobPayload } from '@vmkeep/co
 import type { RedisConnectionOptions } from '@vmkeep/queue';
 import { VmRestoreService } from '@vmkeep/restore';
 import { QueueEvents, Worker, type Job } from 'bullmq';
+import { WebhookNotifier } from './webhooks/webhooks.module';
 
 /** The BullMQ side of full VM restores: takes RESTORE_VM_JOBs and hands each to VmRestoreService.run. */
 @Injectable()
@@ -15,6 +16,7 @@ export class RestoreWorker {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly restores: VmRestoreService,
+    private readonly webhooks: WebhookNotifier,
   ) {}
 
   async start(connection: RedisConnectionOptions): Promise<void> {
@@ -28,7 +30,10 @@ export class RestoreWorker {
     this.worker.on('error', (err) => this.log.error(`queue error: ${err.message}`));
     this.events = new QueueEvents(RESTORE_QUEUE, { connection });
     this.events.on('failed', ({ jobId, failedReason }) => {
-      this.restores.markInterrupted(jobId, `the worker could not finish this restore: ${failedReason}`).catch(() => undefined);
+      this.restores
+        .markInterrupted(jobId, `the worker could not finish this restore: ${failedReason}`)
+        .then(() => this.webhooks.jobFinished(jobId))
+        .catch(() => undefined);
     });
     await Promise.all([this.worker.waitUntilReady(), this.events.waitUntilReady()]);
   }
@@ -43,6 +48,7 @@ export class RestoreWorker {
     if (job.name !== RESTORE_VM_JOB) throw new Error(`no handler for job name "${job.name}" on ${RESTORE_QUEUE}`);
     const state = await this.restores.run(job.data.jobId, signal);
     this.log.log(`restore job ${job.data.jobId}: ${state}`);
+    await this.webhooks.jobFinished(job.data.jobId);
     return state;
   }
 }

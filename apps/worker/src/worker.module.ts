@@ -7,10 +7,11 @@ import { VmRestoreModule } from '@vmkeep/restore';
 import { BackupWorker } from './backup-worker';
 import { PolicyWorkerModule } from './policy-worker';
 import { RestoreWorker } from './restore-worker';
+import { WebhooksWorkerModule } from './webhooks/webhooks.module';
 
 /** Root module of the worker process: no HTTP, only queue processors and the snapshot cleanup. */
 @Module({
-  imports: [ConfigModule, PersistenceModule, InventoryModule, BackupModule, PolicyWorkerModule, VmRestoreModule],
+  imports: [ConfigModule, PersistenceModule, InventoryModule, BackupModule, PolicyWorkerModule, VmRestoreModule, WebhooksWorkerModule],
   providers: [BackupWorker, RestoreWorker],
 })
 export class WorkerModule {}

@@ -7,6 +7,7 @@ import {
   JobEntity,
   RestorePointEntity,
   VmEntity,
+  type JobDiskFigures,
   type RestorePointDisk,
 } from '@vmkeep/persistence';
 import { DiskError, type Disk, type Extent } from '@vmkeep/disk';
@@ -29,12 +30,14 @@ import {
   type VmInfo,
   type VsphereSession,
 } from '@vmkeep/vsphere';
-import { In, MoreThan, Not, type Repository as OrmRepository } from 'typeorm';
+import { RepositoryResolver, type BackupTarget } from '@vmkeep/repositories';
+import { In, IsNull, Not, type Repository as OrmRepository } from 'typeorm';
 import { AllocatedAreasDisk, areaBytes, planDisk, type DiskPlan, type ParentPoint } from './cbt';
-import { ChunkRepositoryProvider } from './chunk-repository.provider';
 import { BackupCancelled, BackupFailure, describeFailure } from './failure';
+import { diskFigures } from './figures';
 import { indexBackupFiles } from './file-index';
 import { ProgressTracker } from './progress';
+import { quiescePlan, quiesceModeOf, takeSnapshot, type TakenSnapshot } from './quiesce';
 
 /** How often a running job looks at `cancelRequested` and writes progress. */
 const POLL_MS = 1000;
@@ -45,6 +48,8 @@ interface RunContext {
   vm: VmEntity;
   host: HostEntity;
   signal: AbortSignal;
+  /** The repository the job writes to: `options.repositoryId` (a policy's or the request's) or the default. */
+  target: BackupTarget;
 }
 
 /** Counters stored on the job when it succeeds. */
@@ -63,6 +68,8 @@ interface BackupResult {
   point: RestorePointEntity;
   stats: BackupStats;
   phase: string;
+  /** Per-disk figures for the job history. */
+  disks: JobDiskFigures[];
 }
 
 /** What one disk's copy did, for the restore point and the job. */
@@ -93,7 +100,7 @@ export class BackupService {
     @InjectRepository(HostEntity) private readonly hosts: OrmRepository<HostEntity>,
     @InjectRepository(RestorePointEntity) private readonly points: OrmRepository<RestorePointEntity>,
     private readonly sessions: HostsService,
-    private readonly repository: ChunkRepositoryProvider,
+    private readonly repository: RepositoryResolver,
   ) {}
 
   /**
@@ -136,10 +143,10 @@ export class BackupService {
     let ctx: Partial<RunContext> = {};
     try {
       ctx = await this.loadContext(job, abort.signal);
-      const { point, stats, phase } = await this.backup(ctx as RunContext);
+      const { point, stats, phase, disks } = await this.backup(ctx as RunContext);
       const indexed = await indexBackupFiles({
-        repo: await this.repository.get(),
-        repositoryPath: this.repository.path,
+        repo: (ctx as RunContext).target.repository,
+        repositoryPath: (ctx as RunContext).target.location,
         job,
         point,
         phase,
@@ -150,6 +157,9 @@ export class BackupService {
       return await this.finish(job.id, 'succeeded', {
         restorePointId: point.id,
         stats: { ...stats, ...indexed.stats },
+        disks,
+        bytesRead: stats.bytesRead,
+        bytesStored: stats.newBytes,
         progress: 100,
         phase: indexed.phase,
         error: null,
@@ -187,7 +197,11 @@ export class BackupService {
     if (!vm) throw new BackupFailure(`the VM of job ${job.id} is no longer in the inventory`);
     const host = await this.hosts.findOneBy({ id: vm.hostId });
     if (!host) throw new BackupFailure(`the host of VM ${vm.name} is no longer registered`);
-    return { job, vm, host, signal };
+    const repositoryId = typeof job.options?.repositoryId === 'string' ? job.options.repositoryId : null;
+    const target = await this.repository.forBackup(repositoryId).catch((err: unknown) => {
+      throw new BackupFailure(`the repository of job ${job.id} cannot be opened: ${describeFailure(err)}`, { cause: err });
+    });
+    return { job, vm, host, signal, target };
   }
 
   private async backup(ctx: RunContext): Promise<BackupResult> {
@@ -197,21 +211,27 @@ export class BackupService {
     try {
       const info = await this.currentVm(session, ctx);
       await this.removeLeftovers(session, ctx, info);
+      quiescePlan(info, quiesceModeOf(job.options), vm.name); // quiesce "require" fails here, before the VM is changed
       const cbt = await this.prepareChangeTracking(session, ctx, info);
       signal.throwIfAborted();
 
-      const quiesce = job.options?.quiesce === true;
-      await this.setPhase(job.id, quiesce ? 'creating quiesced snapshot' : 'creating snapshot');
-      const snapshot = await session.createSnapshot(
-        vm.moref,
-        snapshotName(job.id),
-        `Created by VMKeep for backup job ${job.id}; removed automatically when the backup ends.`,
-        quiesce,
-      );
+      // The run's base: the point an incremental builds on, recorded before the snapshot so a failure is tied to it.
+      await this.jobs.update(job.id, { basePointId: (await this.newestPoint(ctx))?.id ?? null });
+      const taken = await takeSnapshot({
+        session,
+        info,
+        mode: quiesceModeOf(job.options),
+        vmName: vm.name,
+        name: snapshotName(job.id),
+        description: `Created by VMKeep for backup job ${job.id}; removed automatically when the backup ends.`,
+        setPhase: (p) => this.setPhase(job.id, p),
+      });
+      const { snapshot } = taken;
+      if (taken.note) this.log.warn(`job ${job.id}: ${taken.note}`);
       await this.jobs.update(job.id, { snapshotMoref: snapshot.value });
       try {
-        const quiesced = quiesce && info.powerState === 'poweredOn' && info.toolsRunningStatus === 'guestToolsRunning';
-        return await this.copy(session, ctx, info, snapshot, quiesced, cbt);
+        const result = await this.copy(session, ctx, info, snapshot, taken, cbt);
+        return taken.note ? { ...result, phase: `${result.phase}; ${taken.note}`.slice(0, 255) } : result;
       } finally {
         await this.removeSnapshot(session, job.id, snapshot);
       }
@@ -273,27 +293,37 @@ export class BackupService {
   }
 
   /**
-   * The VM's last restore point in this repository, and a run of the VM that failed or was cancelled after the
-   * run that made that point, if any (its disks are then read whole).
+   * The VM's newest backup point in the job's repository. Points created within the same clock tick (SQLite
+   * keeps seconds) are ordered by their jobs' bases: the newest is the one no other tied point was built on.
+   */
+  private async newestPoint(ctx: RunContext): Promise<RestorePointEntity | undefined> {
+    const { vm, target } = ctx;
+    const inTarget = target.id ? [{ repositoryId: target.id }, { repositoryId: IsNull(), repositoryPath: target.location }] : [{ repositoryPath: target.location }];
+    const recent = await this.points.find({
+      where: inTarget.map((where) => ({ vmId: vm.id, kind: 'backup' as const, ...where })),
+      order: { createdAt: 'DESC' },
+      take: 8,
+    });
+    const ties = recent.filter((p) => p.createdAt.getTime() === recent[0]?.createdAt.getTime());
+    if (ties.length <= 1) return recent[0];
+    const jobIds = ties.flatMap((p) => (p.jobId ? [p.jobId] : []));
+    const bases = new Set((await this.jobs.find({ where: { id: In(jobIds) }, select: { id: true, basePointId: true } })).map((j) => j.basePointId));
+    const heads = ties.filter((p) => !bases.has(p.id));
+    return heads.length === 1 ? heads[0] : recent[0];
+  }
+
+  /**
+   * The VM's newest restore point in this repository, and a run of the VM that failed or was cancelled after
+   * that point existed, if any (its disks are then read whole). "After" is by ids: such a run recorded that
+   * point as its base (`basePointId`); runs that failed before it was made recorded an older base.
    */
   private async findParent(ctx: RunContext): Promise<{ parent?: ParentPoint; incomplete?: string }> {
     const { job, vm } = ctx;
-    const point = await this.points.findOne({
-      where: { vmId: vm.id, kind: 'backup', repositoryPath: this.repository.path },
-      order: { createdAt: 'DESC' },
-    });
+    const point = await this.newestPoint(ctx);
     if (!point) return {};
     const parent: ParentPoint = { id: point.id, repositoryPointId: point.repositoryPointId, disks: point.disks };
-    const madeBy = point.jobId ? await this.jobs.findOne({ where: { id: point.jobId }, select: { id: true, createdAt: true } }) : null;
     const failed = await this.jobs.findOne({
-      where: {
-        vmId: vm.id,
-        type: 'backup',
-        id: Not(job.id),
-        state: In(['failed', 'cancelled']),
-        createdAt: MoreThan(madeBy?.createdAt ?? point.createdAt),
-      },
-      order: { createdAt: 'DESC' },
+      where: { vmId: vm.id, type: 'backup', id: Not(job.id), state: In(['failed', 'cancelled']), basePointId: point.id },
       select: { id: true, state: true },
     });
     return failed ? { parent, incomplete: `job ${failed.id}, ${failed.state}` } : { parent };
@@ -304,10 +334,11 @@ export class BackupService {
     ctx: RunContext,
     info: VmInfo,
     snapshot: MoRef,
-    quiesced: boolean,
+    consistency: Pick<TakenSnapshot, 'quiesced' | 'note'>,
     cbt: boolean,
   ): Promise<BackupResult> {
     const { job, vm, host, signal } = ctx;
+    const { quiesced, note: quiesceNote } = consistency;
     const all = await session.snapshotDisks(snapshot);
     const disks = all.filter((d) => !d.skipReason);
     for (const d of all.filter((x) => x.skipReason)) {
@@ -322,7 +353,7 @@ export class BackupService {
       (err) => this.log.warn(`job ${job.id}: progress update failed: ${describeFailure(err)}`),
       POLL_MS,
     );
-    const repo = await this.repository.get();
+    const repo = ctx.target.repository;
     const writer = await repo.beginPoint();
     const stats: BackupStats = {
       chunks: 0,
@@ -337,6 +368,7 @@ export class BackupService {
       fullDisks: 0,
     };
     const pointDisks: RestorePointDisk[] = [];
+    const figures: JobDiskFigures[] = [];
     const fullReasons: string[] = [];
     const { parent, incomplete } = cbt ? await this.findParent(ctx) : {};
     let manifestWritten = false;
@@ -347,7 +379,9 @@ export class BackupService {
         tracker.update(before, phase);
         const onBytes = (done: number) => tracker.update(before + done);
         const plan: DiskPlan = cbt ? planDisk(d, parent, incomplete) : { mode: 'full', reason: 'changed block tracking is off for this job', allocatedOnly: false };
+        const diskStarted = Date.now();
         const outcome = await this.copyDisk(session, { ctx, info, snapshot, plan }, d, onBytes, writer);
+        figures.push(diskFigures({ ...outcome, key: diskKey(d), label: d.label, capacityBytes: d.capacityBytes, durationMs: Date.now() - diskStarted }));
         const s = outcome.stats;
         stats.chunks += s.chunks;
         stats.newChunks += s.newChunks;
@@ -379,6 +413,7 @@ export class BackupService {
         host: { id: host.id, name: host.name },
         jobId: job.id,
         quiesced,
+        ...(quiesceNote ? { quiesceNote } : {}),
         disks: pointDisks,
         ...(vmConfig ? { vmConfig } : {}),
       });
@@ -388,17 +423,19 @@ export class BackupService {
           vmId: vm.id,
           jobId: job.id,
           repositoryPointId: manifest.id,
-          repositoryPath: this.repository.path,
+          repositoryPath: ctx.target.location,
+          repositoryId: ctx.target.id,
           kind: 'backup',
           quiesced,
-          disks: pointDisks,
+          quiesceNote: quiesceNote ?? null,
+          disks: pointDisks.map((disk, i) => ({ ...disk, figures: figures[i] })),
           sizeBytes: total,
           storedBytes: stats.newBytes,
           vmConfig: vmConfig ? { ...vmConfig } : null,
         }),
       );
       const phase = fullReasons.length ? `done; full read of ${fullReasons.join('; ')}`.slice(0, 255) : 'done';
-      return { point, stats, phase };
+      return { point, stats, phase, disks: figures };
     } catch (err) {
       await tracker.drain();
       if (manifestWritten) {
@@ -509,7 +546,7 @@ export class BackupService {
   private async finish(
     jobId: string,
     state: JobState,
-    fields: Partial<Pick<JobEntity, 'error' | 'phase' | 'progress' | 'stats' | 'restorePointId'>>,
+    fields: Partial<Pick<JobEntity, 'error' | 'phase' | 'progress' | 'stats' | 'restorePointId' | 'disks' | 'bytesRead' | 'bytesStored'>>,
   ): Promise<JobState> {
     await this.jobs.update(jobId, { ...fields, state, finishedAt: new Date() });
     return state;

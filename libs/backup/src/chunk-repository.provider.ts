@@ -1,13 +1,20 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@vmkeep/config';
+import { RepositoryResolver, type BackupTarget } from '@vmkeep/repositories';
 import { Repository, RepositoryNotEmptyError, closeSharedChunkWorkers } from '@vmkeep/repository';
 
-/** Opens the appliance's repository once per process (opening initialises a fresh folder). */
+/**
+ * The configured repository folder (VMKEEP_REPOSITORY, unencrypted) as the only backup target, opened once per
+ * process. The appliance uses RepositoriesService (@vmkeep/repositories) instead; this stays for tests and tools
+ * that run BackupService on a bare folder without the repositories table.
+ */
 @Injectable()
-export class ChunkRepositoryProvider implements OnApplicationShutdown {
+export class ChunkRepositoryProvider extends RepositoryResolver implements OnApplicationShutdown {
   private opening?: Promise<Repository>;
 
-  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
+    super();
+  }
 
   get path(): string {
     return this.config.repositoryPath;
@@ -20,6 +27,11 @@ export class ChunkRepositoryProvider implements OnApplicationShutdown {
     opening.catch(() => (this.opening = undefined)); // a failed open is retried by the next job
     this.opening = opening;
     return opening;
+  }
+
+  /** Always the configured folder: a `repositoryId` needs the repositories table (RepositoriesService). */
+  async forBackup(): Promise<BackupTarget> {
+    return { id: null, location: this.path, repository: await this.get(), folder: this.path };
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -19,7 +19,8 @@ export interface FileIndexOutcome {
  */
 export async function indexBackupFiles(args: {
   repo: Repository;
-  repositoryPath: string;
+  /** Not used any more (the index lives in `repo`'s own storage); kept so callers need not change at once. */
+  repositoryPath?: string;
   job: JobEntity;
   point: RestorePointEntity;
   phase: string;
@@ -27,16 +28,15 @@ export async function indexBackupFiles(args: {
   log: Logger;
   setPhase: (phase: string) => Promise<void>;
 }): Promise<FileIndexOutcome> {
-  const { repo, repositoryPath, job, point, phase, signal, log } = args;
+  const { repo, job, point, phase, signal, log } = args;
   if (job.options?.indexFiles === false) return { phase, stats: {} };
   const note = (text: string) => `${phase}; file index: ${text}`.slice(0, 255);
-  // The index is stored unencrypted next to the chunks: never put guest file names of an encrypted repository there.
-  if (repo.encrypted) return { phase: note('skipped (the repository is encrypted)'), stats: {} };
   await args.setPhase('indexing guest files').catch(() => undefined);
   const disks = [];
   try {
     for (const d of point.disks) disks.push({ key: d.key, disk: await repo.openDisk(point.repositoryPointId, d.key) });
-    const store = FileIndexStore.forRepositoryFolder(repositoryPath);
+    // Beside the chunks, in the repository's storage; sealed with keys derived from its master keys when encrypted.
+    const store = FileIndexStore.forRepository(repo);
     const started = Date.now();
     const result = await indexPoint(store, point.repositoryPointId, disks, { signal });
     const { record } = result;

@@ -87,6 +87,12 @@ describe('loadConfig', () => {
     expect(c.logLevel).toBe('debug');
   });
 
+  it('takes the default repository passphrase verbatim (spaces kept), unset when empty', () => {
+    expect(loadConfig({ VMKEEP_REPOSITORY_PASSPHRASE: ' pass phrase ' }, CWD).repositoryPassphrase).toBe(' pass phrase ');
+    expect(loadConfig({ VMKEEP_REPOSITORY_PASSPHRASE: '' }, CWD).repositoryPassphrase).toBeUndefined();
+    expect(loadConfig({}, CWD).repositoryPassphrase).toBeUndefined();
+  });
+
   it('treats blank values as unset', () => {
     expect(loadConfig({ DATABASE_URL: '  ', VMKEEP_API_PORT: '' }, CWD).api.port).toBe(8080);
   });
@@ -200,5 +206,26 @@ describe('enabledLogLevels', () => {
     expect(enabledLogLevels('error')).toEqual(['fatal', 'error']);
     expect(enabledLogLevels('log')).toEqual(['fatal', 'error', 'warn', 'log']);
     expect(enabledLogLevels('verbose')).toEqual(['fatal', 'error', 'warn', 'log', 'debug', 'verbose']);
+  });
+});
+
+describe('loadConfig: log format, metrics token, webhooks', () => {
+  it('defaults to text logs, no metrics token and 5 webhook attempts; reads overrides', () => {
+    const d = loadConfig({}, CWD);
+    expect(d.logFormat).toBe('text');
+    expect(d.metricsToken).toBeUndefined();
+    expect(d.webhooks).toEqual({ timeoutMs: 10_000, attempts: 5, backoffMs: 5000 });
+    const c = loadConfig(
+      { VMKEEP_LOG_FORMAT: 'json', VMKEEP_METRICS_TOKEN: 'prom-scrape-token-123', VMKEEP_WEBHOOK_TIMEOUT_MS: '2000', VMKEEP_WEBHOOK_ATTEMPTS: '3', VMKEEP_WEBHOOK_BACKOFF_MS: '100' },
+      CWD,
+    );
+    expect(c).toMatchObject({ logFormat: 'json', metricsToken: 'prom-scrape-token-123', webhooks: { timeoutMs: 2000, attempts: 3, backoffMs: 100 } });
+  });
+
+  it('names bad values without echoing the metrics token', () => {
+    expect(() => loadConfig({ VMKEEP_LOG_FORMAT: 'xml' }, CWD)).toThrow('VMKEEP_LOG_FORMAT must be text or json');
+    expect(() => loadConfig({ VMKEEP_METRICS_TOKEN: 'short-secret' }, CWD)).toThrow(/VMKEEP_METRICS_TOKEN must be at least 16 characters/);
+    expect(() => loadConfig({ VMKEEP_METRICS_TOKEN: 'short-secret' }, CWD)).not.toThrow(/short-secret/);
+    expect(() => loadConfig({ VMKEEP_WEBHOOK_ATTEMPTS: '0' }, CWD)).toThrow(/VMKEEP_WEBHOOK_ATTEMPTS/);
   });
 });

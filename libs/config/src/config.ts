@@ -20,6 +20,11 @@ export interface AppConfig {
   redisSocket: string;
   redisServerBin: string;
   repositoryPath: string;
+  /**
+   * VMKEEP_REPOSITORY_PASSPHRASE: when set, the default repository the appliance creates on first start is
+   * encrypted with it (kept sealed in the database afterwards). Never trimmed, never printed.
+   */
+  repositoryPassphrase?: string;
   chunkSize: number;
   /** 32-byte key that encrypts host credentials at rest; undefined = use/generate dataDir/secret.key. */
   secretKey?: Buffer;
@@ -29,6 +34,21 @@ export interface AppConfig {
   worker: WorkerConfig;
   nbd: NbdConfig;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+  /** VMKEEP_LOG_FORMAT: `text` (Nest's console lines, default) or `json` (one JSON object per line). */
+  logFormat: 'text' | 'json';
+  /** VMKEEP_METRICS_TOKEN: a bearer token that may read GET /metrics (besides any API token); unset = none. */
+  metricsToken?: string;
+  webhooks: WebhookConfig;
+}
+
+/** Delivery of webhook events by the workers. */
+export interface WebhookConfig {
+  /** VMKEEP_WEBHOOK_TIMEOUT_MS (default 10000): one HTTP attempt gives up after this. */
+  timeoutMs: number;
+  /** VMKEEP_WEBHOOK_ATTEMPTS (default 5): attempts per delivery, the first included. */
+  attempts: number;
+  /** VMKEEP_WEBHOOK_BACKOFF_MS (default 5000): wait before the first retry; it doubles with every further one. */
+  backoffMs: number;
 }
 
 export interface ApiConfig {
@@ -152,6 +172,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): AppConf
 
   const logLevel = (str('VMKEEP_LOG_LEVEL') ?? 'log') as AppConfig['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`VMKEEP_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  const logFormat = (str('VMKEEP_LOG_FORMAT') ?? 'text') as AppConfig['logFormat'];
+  if (logFormat !== 'text' && logFormat !== 'json') problems.push('VMKEEP_LOG_FORMAT must be text or json');
+  const metricsToken = str('VMKEEP_METRICS_TOKEN');
+  if (metricsToken !== undefined && metricsToken.length < 16) problems.push('VMKEEP_METRICS_TOKEN must be at least 16 characters');
 
   const config: AppConfig = {
     dataDir,
@@ -160,6 +184,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): AppConf
     redisSocket: path.join(dataDir, 'redis.sock'),
     redisServerBin: str('VMKEEP_REDIS_SERVER') ?? 'redis-server',
     repositoryPath: path.resolve(cwd, str('VMKEEP_REPOSITORY') ?? path.join(dataDir, 'repository')),
+    ...(env.VMKEEP_REPOSITORY_PASSPHRASE ? { repositoryPassphrase: env.VMKEEP_REPOSITORY_PASSPHRASE } : {}),
     chunkSize,
     secretKey,
     secretKeyFile: path.join(dataDir, 'secret.key'),
@@ -196,6 +221,13 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): AppConf
       migrateDir: path.join(dataDir, 'migrated'),
     },
     logLevel,
+    logFormat,
+    metricsToken,
+    webhooks: {
+      timeoutMs: int('VMKEEP_WEBHOOK_TIMEOUT_MS', 10_000, 100, 300_000),
+      attempts: int('VMKEEP_WEBHOOK_ATTEMPTS', 5, 1, 50),
+      backoffMs: int('VMKEEP_WEBHOOK_BACKOFF_MS', 5000, 10, HOUR_MS),
+    },
   };
   if (problems.length) throw new ConfigError(problems);
   return config;

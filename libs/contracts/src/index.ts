@@ -17,6 +17,11 @@ export const RESTORE_QUEUE = 'vmkeep-restore';
 /** Job name inside RESTORE_QUEUE; the payload is a BackupJobPayload-like { jobId }. */
 export const RESTORE_VM_JOB = 'restore.vm';
 
+/** BullMQ queue that carries webhook deliveries (sent by the workers; one BullMQ job per delivery row). */
+export const WEBHOOK_QUEUE = 'vmkeep-webhooks';
+/** Job name inside WEBHOOK_QUEUE; the payload is { deliveryId }. */
+export const WEBHOOK_DELIVERY_JOB = 'webhook.deliver';
+
 export const ROLES = ['admin', 'operator', 'viewer'] as const;
 export type Role = (typeof ROLES)[number];
 

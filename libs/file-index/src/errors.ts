@@ -3,7 +3,7 @@
 export class FileIndexError extends Error {
   constructor(
     message: string,
-    /** Stable code: PAGE_CORRUPT, PAGE_MISSING, RECORD_CORRUPT, BAD_PATTERN, BAD_POINT_ID. */
+    /** Stable code: PAGE_CORRUPT, PAGE_MISSING, RECORD_CORRUPT, BAD_PATTERN, BAD_POINT_ID, ENCRYPTED. */
     readonly code: string,
   ) {
     super(message);

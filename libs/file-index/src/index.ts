@@ -3,7 +3,7 @@ export * from './errors';
 export { encodePage, decodePage, PageSplitter, DEFAULT_PAGING } from './page';
 export type { EncodedPage, PagingParams } from './page';
 export { FileIndexStore } from './store';
-export type { IndexGcReport } from './store';
+export type { FileIndexStoreOptions, IndexGcReport } from './store';
 export { walkDisks, DEFAULT_WALK_LIMITS } from './walk';
 export type { WalkLimits, WalkReport, WalkTarget } from './walk';
 export { indexPoint } from './indexer';

@@ -41,7 +41,7 @@ export async function indexPoint(
 
   const flush = async (list: IndexEntry[] | undefined) => {
     if (!list) return;
-    const page = encodePage(list);
+    const page = encodePage(list, store.sealer);
     if (await store.putPage(page)) {
       result.newPages++;
       result.newBytes += page.data.length;

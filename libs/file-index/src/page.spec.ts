@@ -1,6 +1,10 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Repository } from '@vmkeep/repository';
 import { FileIndexError } from './errors';
 import { decodePage, encodePage, PageSplitter } from './page';
-import type { IndexEntry } from './types';
+import type { IndexEntry, IndexSealer } from './types';
 
 const entry = (i: number, extra: Partial<IndexEntry> = {}): IndexEntry => ({
   volume: 'disk-2000:1',
@@ -77,5 +81,52 @@ describe('index pages', () => {
     expect(pages.map((p) => p!.length)).toEqual([10, 10]);
     expect(splitter.finish()).toHaveLength(5);
     expect(() => new PageSplitter({ minEntries: 4, averageEntries: 100, maxEntries: 10 })).toThrow(RangeError);
+  });
+
+  describe('sealed (encrypted repository)', () => {
+    let dir: string;
+    let sealer: IndexSealer;
+    let otherSealer: IndexSealer;
+
+    beforeAll(async () => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmkeep-index-page-'));
+      const init = (name: string) => Repository.init(path.join(dir, name), { encrypt: true, kdf: 'insecure-fast-for-tests' }, { passphrase: 'pw' });
+      sealer = (await init('a')).subkeySealer('file-index')!;
+      otherSealer = (await init('b')).subkeySealer('file-index')!;
+    });
+    afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it('keys the id with an HMAC, hides every name and round-trips', () => {
+      const entries = Array.from({ length: 300 }, (_, i) => entry(i));
+      const plain = encodePage(entries);
+      const sealed = encodePage(entries, sealer);
+      expect(sealed.id).toMatch(/^[0-9a-f]{64}$/);
+      expect(sealed.id).not.toBe(plain.id);
+      expect(encodePage(entries, sealer).id).toBe(sealed.id); // deterministic: equal pages still deduplicate
+      expect(encodePage(entries, otherSealer).id).not.toBe(sealed.id);
+      expect(sealed.data.subarray(0, 8).toString('latin1')).toBe('VMKIDX2\n');
+      for (const needle of ['file-000', '/data/', 'disk-2000']) expect(sealed.data.includes(needle)).toBe(false);
+      expect(decodePage(sealed.id, sealed.data, sealer)).toEqual(entries);
+      expect(String(sealer)).toBe('[subkeys file-index]');
+      expect(JSON.stringify({ sealer })).not.toMatch(/[0-9a-f]{32}/);
+    });
+
+    it('refuses a sealed page without keys, with other keys, under another id, or a plain page', () => {
+      const a = encodePage([entry(1)], sealer);
+      const b = encodePage([entry(2)], sealer);
+      const code = (fn: () => unknown) => {
+        try {
+          fn();
+        } catch (err) {
+          return err instanceof FileIndexError ? err.code : String(err);
+        }
+        return 'no error';
+      };
+      expect(code(() => decodePage(a.id, a.data))).toBe('ENCRYPTED');
+      expect(code(() => decodePage(a.id, a.data, otherSealer))).toBe('PAGE_CORRUPT');
+      expect(code(() => decodePage(b.id, a.data, sealer))).toBe('PAGE_CORRUPT'); // swapped objects: AAD names the id
+      const plain = encodePage([entry(1)]);
+      expect(code(() => decodePage(plain.id, plain.data, sealer))).toBe('PAGE_CORRUPT');
+    });
   });
 });

@@ -1,17 +1,21 @@
 /**
- * Index pages: a run of sorted entries, encoded as UTF-8 lines and stored deflated under the SHA-256 of the
- * uncompressed bytes. Page boundaries are content-defined (a hash of the entry's volume and path), so adding or
- * removing a file changes only the page it falls into; its neighbours keep their bytes and their id.
+ * Index pages: a run of sorted entries, encoded as UTF-8 lines and stored deflated under an id of the
+ * uncompressed bytes: their SHA-256 in a plain repository, an HMAC-SHA256 with a key derived from the master keys
+ * in an encrypted one (where the deflated body is also sealed with AES-256-GCM). Page boundaries are
+ * content-defined (a hash of the entry's volume and path), so adding or removing a file changes only the page it
+ * falls into; its neighbours keep their bytes and their id.
  */
 import { createHash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { FileIndexError } from './errors';
-import type { IndexEntry, IndexedType } from './types';
+import type { IndexEntry, IndexedType, IndexSealer } from './types';
 
 /** First line of every page body. */
 const HEADER = 'vmkeep-file-index-page 1';
 /** Prefix of a stored page object (before the deflated body). */
 const MAGIC = Buffer.from('VMKIDX1\n', 'latin1');
+/** Prefix of a sealed object (page or record) of an encrypted repository's index. */
+export const SEALED_MAGIC = Buffer.from('VMKIDX2\n', 'latin1');
 /** A page never inflates beyond this (a damaged or hostile object cannot exhaust memory). */
 const MAX_PAGE_BYTES = 32 * 1024 * 1024;
 
@@ -37,26 +41,59 @@ export interface EncodedPage {
   data: Buffer;
 }
 
-/** Encodes entries (already sorted) into a page. */
-export function encodePage(entries: readonly IndexEntry[]): EncodedPage {
-  const lines = [HEADER];
-  for (const e of entries) lines.push(JSON.stringify([e.volume, e.path, TYPE_CODES[e.type], e.size, e.mtimeMs]));
-  const body = Buffer.from(lines.join('\n'), 'utf8');
-  const id = createHash('sha256').update(body).digest('hex');
-  return { id, entries: entries.length, data: Buffer.concat([MAGIC, deflateRawSync(body, { level: 6 })]) };
+/** Additional data binding a sealed page to its id (a page cannot be passed off as another). */
+const pageAad = (id: string) => `vmkeep-file-index-page ${id}`;
+
+/** The page id of a body: SHA-256, or the sealer's HMAC in an encrypted repository (hex). */
+function pageId(body: Buffer, sealer?: IndexSealer): string {
+  return sealer ? sealer.mac(body).toString('hex') : createHash('sha256').update(body).digest('hex');
 }
 
-/** Decodes a stored page and checks it against its id; damage is a FileIndexError PAGE_CORRUPT. */
-export function decodePage(id: string, data: Buffer): IndexEntry[] {
+/** Encodes entries (already sorted) into a page; sealed (and keyed by HMAC) with `sealer`. */
+export function encodePage(entries: readonly IndexEntry[], sealer?: IndexSealer): EncodedPage {
+  let text = HEADER;
+  for (const e of entries) text += '\n' + JSON.stringify([e.volume, e.path, TYPE_CODES[e.type], e.size, e.mtimeMs]);
+  const body = Buffer.from(text, 'utf8');
+  const id = pageId(body, sealer);
+  const packed = deflateRawSync(body, { level: 6 });
+  const data = sealer ? Buffer.concat([SEALED_MAGIC, sealer.seal(packed, pageAad(id))]) : Buffer.concat([MAGIC, packed]);
+  return { id, entries: entries.length, data };
+}
+
+/** Whether a stored object was sealed (it belongs to an encrypted repository's index). */
+export function isSealed(data: Buffer): boolean {
+  return data.length >= SEALED_MAGIC.length && data.subarray(0, SEALED_MAGIC.length).equals(SEALED_MAGIC);
+}
+
+/** The error for a sealed object read without the repository's keys. */
+export function encryptedError(what: string): FileIndexError {
+  return new FileIndexError(`${what} is encrypted: open the repository with its passphrase to read the file index`, 'ENCRYPTED');
+}
+
+/**
+ * Decodes a stored page and checks it against its id; damage is a FileIndexError PAGE_CORRUPT. With `sealer`
+ * (an encrypted repository) only sealed pages are accepted; without it a sealed page is ENCRYPTED.
+ */
+export function decodePage(id: string, data: Buffer, sealer?: IndexSealer): IndexEntry[] {
   const corrupt = (why: string) => new FileIndexError(`index page ${id} is damaged: ${why}`, 'PAGE_CORRUPT');
-  if (data.length < MAGIC.length || !data.subarray(0, MAGIC.length).equals(MAGIC)) throw corrupt('bad magic');
+  let packed: Buffer;
+  if (sealer) {
+    if (!isSealed(data)) throw corrupt('not sealed, in an encrypted repository');
+    const opened = sealer.open(data.subarray(SEALED_MAGIC.length), pageAad(id));
+    if (!opened) throw corrupt('authentication failed');
+    packed = opened;
+  } else {
+    if (isSealed(data)) throw encryptedError(`index page ${id}`);
+    if (data.length < MAGIC.length || !data.subarray(0, MAGIC.length).equals(MAGIC)) throw corrupt('bad magic');
+    packed = data.subarray(MAGIC.length);
+  }
   let body: Buffer;
   try {
-    body = inflateRawSync(data.subarray(MAGIC.length), { maxOutputLength: MAX_PAGE_BYTES });
+    body = inflateRawSync(packed, { maxOutputLength: MAX_PAGE_BYTES });
   } catch (err) {
     throw corrupt(`cannot inflate (${(err as Error).message})`);
   }
-  if (createHash('sha256').update(body).digest('hex') !== id) throw corrupt('content does not match its id');
+  if (pageId(body, sealer) !== id) throw corrupt('content does not match its id');
   const lines = body.toString('utf8').split('\n');
   if (lines[0] !== HEADER) throw corrupt('unknown page version');
   const entries: IndexEntry[] = [];

@@ -2,15 +2,26 @@
  * Where the index lives: next to the chunks of the repository, under its own prefix of the same ObjectStorage.
  *   file-index/pages/<id[0..2]>/<id>   a page (content-addressed, shared by every point that has it)
  *   file-index/points/<pointId>.json   a point's record (page list, volumes, warnings), written last
+ * In an encrypted repository both are sealed with keys derived from the master keys (README, Format).
  */
-import { FsStorage, type ObjectStorage } from '@vmkeep/repository';
+import { FsStorage, type ObjectStorage, type Repository } from '@vmkeep/repository';
 import { FileIndexError } from './errors';
-import { decodePage, type EncodedPage } from './page';
-import type { IndexEntry, PointIndexRecord } from './types';
+import { decodePage, encryptedError, isSealed, SEALED_MAGIC, type EncodedPage } from './page';
+import type { IndexEntry, IndexSealer, PointIndexRecord } from './types';
 
 const PREFIX = 'file-index/';
 const PAGE_ID = /^[0-9a-f]{64}$/;
 const POINT_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+/** Purpose of the keys an encrypted repository derives for its index. */
+const SUBKEY_PURPOSE = 'file-index';
+const recordAad = (pointId: string) => `vmkeep-file-index-record ${pointId}`;
+
+export interface FileIndexStoreOptions {
+  /** The index keys of an encrypted repository: pages and records are sealed, page ids are HMACs. */
+  sealer?: IndexSealer;
+  /** Most decoded entries kept in the page cache (default 200,000). */
+  cacheEntries?: number;
+}
 
 export interface IndexGcReport {
   pointsRemoved: number;
@@ -22,15 +33,36 @@ export class FileIndexStore {
   /** Decoded pages, most recently used last; bounded by `cacheEntries` entries in all. */
   private readonly cache = new Map<string, IndexEntry[]>();
   private cached = 0;
+  private readonly cacheEntries: number;
+  readonly sealer?: IndexSealer;
 
   constructor(
     readonly storage: ObjectStorage,
-    private readonly cacheEntries = 200_000,
-  ) {}
+    opts: FileIndexStoreOptions = {},
+  ) {
+    this.cacheEntries = opts.cacheEntries ?? 200_000;
+    this.sealer = opts.sealer;
+  }
 
-  /** The index of a local repository folder (the same folder as the repository's chunks). */
+  /**
+   * The index of an opened repository, in its storage (folder or S3); encrypted with keys derived from its master
+   * keys when the repository is encrypted.
+   */
+  static forRepository(repo: Repository, opts: Omit<FileIndexStoreOptions, 'sealer'> = {}): FileIndexStore {
+    return new FileIndexStore(repo.storage, { ...opts, sealer: repo.subkeySealer(SUBKEY_PURPOSE) });
+  }
+
+  /**
+   * The index of a local, unencrypted repository folder (the same folder as the repository's chunks). Reading an
+   * encrypted repository's index this way fails with FileIndexError ENCRYPTED: use `forRepository`.
+   */
   static forRepositoryFolder(repositoryPath: string): FileIndexStore {
     return new FileIndexStore(new FsStorage(repositoryPath));
+  }
+
+  /** Whether pages and records are sealed (an encrypted repository). */
+  get encrypted(): boolean {
+    return this.sealer !== undefined;
   }
 
   static pageKey(id: string): string {
@@ -64,7 +96,7 @@ export class FileIndexStore {
     }
     const data = await this.storage.get(FileIndexStore.pageKey(id));
     if (!data) throw new FileIndexError(`index page ${id} is missing`, 'PAGE_MISSING');
-    const entries = decodePage(id, data);
+    const entries = decodePage(id, data, this.sealer);
     this.remember(id, entries);
     return entries;
   }
@@ -88,13 +120,23 @@ export class FileIndexStore {
   }
 
   async putPoint(record: PointIndexRecord): Promise<void> {
-    await this.storage.put(FileIndexStore.pointKey(record.pointId), JSON.stringify(record));
+    const key = FileIndexStore.pointKey(record.pointId);
+    const json = Buffer.from(JSON.stringify(record), 'utf8');
+    await this.storage.put(key, this.sealer ? Buffer.concat([SEALED_MAGIC, this.sealer.seal(json, recordAad(record.pointId))]) : json);
   }
 
   /** The point's record, or undefined when the point was never indexed. */
   async getPoint(pointId: string): Promise<PointIndexRecord | undefined> {
-    const data = await this.storage.get(FileIndexStore.pointKey(pointId));
-    if (!data) return undefined;
+    const stored = await this.storage.get(FileIndexStore.pointKey(pointId));
+    if (!stored) return undefined;
+    let data = stored;
+    if (this.sealer) {
+      const opened = isSealed(stored) ? this.sealer.open(stored.subarray(SEALED_MAGIC.length), recordAad(pointId)) : undefined;
+      if (!opened) throw new FileIndexError(`the file index record of point ${pointId} cannot be authenticated`, 'RECORD_CORRUPT');
+      data = opened;
+    } else if (isSealed(stored)) {
+      throw encryptedError(`the file index record of point ${pointId}`);
+    }
     let record: PointIndexRecord;
     try {
       record = JSON.parse(data.toString('utf8')) as PointIndexRecord;

@@ -28,7 +28,7 @@ export interface IndexedVolume {
 
 /** One page of a point's index as listed in the point record. */
 export interface PageRef {
-  /** SHA-256 (hex) of the page's uncompressed encoding. */
+  /** SHA-256 (hex) of the page's uncompressed encoding; HMAC-SHA256 with the index key when encrypted. */
   id: string;
   entries: number;
 }
@@ -46,4 +46,15 @@ export interface PointIndexRecord {
   warnings: string[];
   /** Indexing stopped early (limit, cancellation): the index lists fewer files than the point holds. */
   partial: boolean;
+}
+
+/**
+ * Encryption of an encrypted repository's index (`Repository.subkeySealer('file-index')` gives one): AES-256-GCM
+ * sealing bound to `aad`, and an HMAC-SHA256 for keyed page ids.
+ */
+export interface IndexSealer {
+  seal(plain: Uint8Array, aad: string): Buffer;
+  /** undefined when the value is damaged, forged or sealed for another `aad`. */
+  open(sealed: Uint8Array, aad: string): Buffer | undefined;
+  mac(data: Uint8Array): Buffer;
 }

@@ -1,4 +1,5 @@
 /** Opened files (Disk-like handles over runs of a volume) and the path-walking base every reader shares. */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { checkRange, Disk, Extent } from '@vmkeep/disk';
 import { FileSystemError, PathError } from './errors';
 import type { DirEntry, FileHandle, FileStat, FileSystem, FileSystemType, ReaddirOptions, ReaddirResult } from './types';
@@ -134,6 +135,8 @@ export abstract class TreeFileSystem<N> implements FileSystem {
     const entries: DirEntry[] = [];
     let index = 0;
     for await (const raw of this.entries(dir)) {
+      // Cached metadata resolves without I/O: give timers and sockets a turn now and then in a huge folder.
+      if ((index & 4095) === 4095) await yieldToEventLoop();
       if (index++ < offset) continue;
       if (entries.length === limit) return { entries, nextOffset: offset + limit };
       try {
@@ -145,6 +148,19 @@ export abstract class TreeFileSystem<N> implements FileSystem {
       }
     }
     return { entries, nextOffset: null };
+  }
+
+  async readdirNames(path: string, limit = 1_000_000): Promise<{ names: string[]; complete: boolean }> {
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new PathError('EINVAL', path, `invalid limit ${limit}`);
+    const dir = await this.resolve(path);
+    if (this.statOf(dir).type !== 'directory') throw new PathError('ENOTDIR', path, 'not a directory');
+    const names: string[] = [];
+    for await (const raw of this.entries(dir)) {
+      if (names.length === limit) return { names, complete: false };
+      names.push(raw.name);
+      if ((names.length & 4095) === 0) await yieldToEventLoop();
+    }
+    return { names, complete: true };
   }
 
   async stat(path: string): Promise<FileStat> {

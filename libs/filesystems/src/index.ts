@@ -13,3 +13,5 @@ export type { NtfsFileStat, NtfsInfo, NtfsReparse } from './ntfs/ntfs';
 export { openXfs, XfsFileSystem } from './xfs/xfs';
 export { MAX_READ, splitPath } from './file';
 export { crc32 } from './bytes';
+export { ReadCacheDisk } from './read-cache';
+export type { ReadCacheOptions } from './read-cache';

@@ -88,6 +88,12 @@ export interface FileSystem {
   readonly warnings: string[];
   /** Paths are absolute ("/" separated); symlinks are never followed. */
   readdir(path: string, options?: ReaddirOptions): Promise<ReaddirResult>;
+  /**
+   * The names of a folder's entries in on-disk order, at most `limit` (default 1,000,000), without reading each
+   * entry's metadata: the cheap first step of a listing sorted by name (stat only the page shown). `complete` is
+   * false when the folder holds more.
+   */
+  readdirNames?(path: string, limit?: number): Promise<{ names: string[]; complete: boolean }>;
   stat(path: string): Promise<FileStat>;
   readlink(path: string): Promise<string>;
   open(path: string): Promise<FileHandle>;

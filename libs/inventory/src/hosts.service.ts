@@ -3,7 +3,7 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { DataSource, In, Not, Repository } from 'typeorm';
 import { VmkeepError } from '@vmkeep/contracts';
 import { HostEntity, JobEntity, SecretBox, VmDiskEntity, VmEntity } from '@vmkeep/persistence';
-import type { AboutInfo, ConnectOptions, VmInfo, VsphereSession } from '@vmkeep/vsphere';
+import type { AboutInfo, ConnectOptions, VmInfo, VmTag, VsphereSession } from '@vmkeep/vsphere';
 import { describeHostError, INVENTORY_ERROR_CODES, notFound } from './errors';
 import { VSPHERE_CLIENT, type VsphereClient } from './vsphere-client';
 
@@ -157,8 +157,13 @@ export class HostsService {
       const inventory = await session.inventory().catch((err: unknown) => {
         throw describeHostError(err, host.name);
       });
+      const tags = await readTags(session).catch((err: unknown) => {
+        throw describeHostError(err, host.name);
+      });
       const now = new Date();
-      const result = await this.dataSource.transaction((em) => upsertInventory(em.getRepository(VmEntity), em.getRepository(VmDiskEntity), host.id, inventory.vms, now));
+      const result = await this.dataSource.transaction((em) =>
+        upsertInventory(em.getRepository(VmEntity), em.getRepository(VmDiskEntity), host.id, inventory.vms, tags, now),
+      );
       await this.hosts.update(host.id, { ...aboutColumns(inventory.about), lastSyncAt: now, lastError: null });
       return { hostId: host.id, ...result, syncedAt: now };
     } catch (err) {
@@ -206,6 +211,7 @@ async function upsertInventory(
   diskRepo: Repository<VmDiskEntity>,
   hostId: string,
   found: VmInfo[],
+  tags: Map<string, VmTag[]> | undefined,
   now: Date,
 ): Promise<Omit<SyncResult, 'hostId' | 'syncedAt'>> {
   const existing = new Map((await vmRepo.find({ where: { hostId } })).map((v) => [v.moref, v]));
@@ -228,6 +234,10 @@ async function upsertInventory(
       datacenter: info.datacenter ?? null,
       cluster: info.cluster ?? null,
       esxHost: info.host ?? null,
+      folderPath: info.folderPath ?? null,
+      resourcePool: info.resourcePool ?? null,
+      tags: tags ? (tags.get(moref) ?? []) : null,
+      customAttributes: info.customAttributes ?? null,
       missing: false,
       lastSeenAt: now,
     });
@@ -256,6 +266,12 @@ async function upsertDisks(diskRepo: Repository<VmDiskEntity>, vmId: string, inf
   const keys = info.disks.map((d) => d.key);
   await diskRepo.delete(keys.length ? { vmId, deviceKey: Not(In(keys)) } : { vmId });
   return info.disks.length;
+}
+
+/** Every VM's vSphere tags, or undefined when the host has no tagging service (ESXi, or a session without it). */
+async function readTags(session: VsphereSession): Promise<Map<string, VmTag[]> | undefined> {
+  if (!session.vmTags || session.about.apiType === 'HostAgent') return undefined;
+  return session.vmTags();
 }
 
 function aboutColumns(about: AboutInfo): Pick<HostEntity, 'apiType' | 'apiVersion'> {

@@ -33,6 +33,12 @@ export interface NbdExportOptions {
 
 export const DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024;
 
+/** `nbd://host:port/name` (IPv6 hosts in brackets). The name is the access token: show the URL only to its owner. */
+export function nbdUrl(host: string, port: number, name: string): string {
+  const h = host.includes(':') ? `[${host}]` : host;
+  return `nbd://${h}:${port}/${encodeURIComponent(name)}`;
+}
+
 /** A random export name that is hard to guess (192 bits, URL-safe). */
 export function newExportToken(): string {
   return randomBytes(24).toString('base64url');

@@ -3,3 +3,4 @@ export * from './migrations';
 export * from './data-source';
 export * from './secrets';
 export * from './persistence.module';
+export * from './redact';

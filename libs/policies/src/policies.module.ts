@@ -1,5 +1,6 @@
 import { Inject, Module, OnModuleDestroy } from '@nestjs/common';
 import { Queue } from 'bullmq';
+import { InventoryModule } from '@vmkeep/inventory';
 import { QueueModule, REDIS_OPTIONS, type RedisConnectionOptions } from '@vmkeep/queue';
 import { BackupJobsService } from './backup-jobs.service';
 import { ConcurrencyGate } from './concurrency-gate';
@@ -11,10 +12,11 @@ import { POLICY_QUEUE, POLICY_QUEUE_TOKEN, PolicyScheduler } from './policy-sche
 
 /**
  * Backup policies: CRUD with scheduler sync (API), the run engine (workers), and BackupJobsService, the shared
- * way to create backup jobs. Needs ConfigModule and PersistenceModule; brings QueueModule.
+ * way to create backup jobs. Needs ConfigModule and PersistenceModule; brings QueueModule and InventoryModule
+ * (a run refreshes stale host inventories before it selects).
  */
 @Module({
-  imports: [QueueModule],
+  imports: [QueueModule, InventoryModule],
   providers: [
     {
       provide: POLICY_QUEUE_TOKEN,

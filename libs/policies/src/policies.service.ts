@@ -2,11 +2,11 @@ import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
 import { VmkeepError } from '@vmkeep/contracts';
-import { JobEntity, PolicyEntity, PolicyRunEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
+import { JobEntity, PolicyEntity, PolicyRunEntity, RepositoryEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { PolicyMembership, type Member } from './policy-membership';
 import { policyFields, policyInputOf, windowOf, type PolicyInput } from './policy-input';
 import { PolicyScheduler } from './policy-scheduler';
-import type { SelectableVm } from './selection';
+import { fullSelection, type SelectableVm } from './selection';
 import type { BackupWindow } from './window';
 
 /** A policy as the API shows it: its settings, the VMs it selects now, overlaps with other policies, next run. */
@@ -62,6 +62,7 @@ export class PoliciesService {
   async create(input: PolicyInput): Promise<PolicyView> {
     const fields = policyFields(input);
     await this.assertNameFree(fields.name);
+    await this.assertRepository(fields.repositoryId);
     const saved = await this.policies.save(this.policies.create(fields));
     try {
       await this.scheduler.sync(saved);
@@ -77,6 +78,7 @@ export class PoliciesService {
     const current = await this.entity(id);
     const fields = policyFields({ ...policyInputOf(current), ...patch });
     if (fields.name !== current.name) await this.assertNameFree(fields.name);
+    if (fields.repositoryId !== current.repositoryId) await this.assertRepository(fields.repositoryId);
     await this.policies.save({ ...current, ...fields });
     await this.scheduler.sync({ ...fields, id });
     return this.get(id);
@@ -142,6 +144,7 @@ export class PoliciesService {
     const { windowStart: _s, windowEnd: _e, ...rest } = policy;
     return {
       ...rest,
+      selection: fullSelection(policy.selection),
       window: windowOf(policy),
       nextRunAt: policy.enabled ? await this.scheduler.nextRun(policy.id) : null,
       vms: members.map((m) => ({ id: m.id, name: m.name, reason: m.reason })),
@@ -151,6 +154,13 @@ export class PoliciesService {
         ...(members.length === 0 ? ['the selection matches no VM in the inventory'] : []),
       ],
     };
+  }
+
+  /** A policy may only name a registered repository (null = the default). */
+  private async assertRepository(repositoryId: string | null): Promise<void> {
+    if (repositoryId && !(await this.policies.manager.existsBy(RepositoryEntity, { id: repositoryId }))) {
+      throw new VmkeepError(`repository ${repositoryId} not found`, 'invalid');
+    }
   }
 
   private async entity(id: string): Promise<PolicyEntity> {

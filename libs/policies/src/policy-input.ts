@@ -2,7 +2,7 @@ import type { PolicyConcurrency, PolicyEntity, PolicyRetention, PolicySelection,
 import { validateRetentionPolicy } from '@vmkeep/repository';
 import { PolicyValidationError } from './errors';
 import { compileSchedule, type ScheduleInput } from './schedule';
-import { EMPTY_SELECTION } from './selection';
+import { EMPTY_SELECTION, normalizeInventoryPath, type FullSelection } from './selection';
 import { assertWindow, type BackupWindow } from './window';
 
 export const QUIESCE_MODES: readonly QuiesceMode[] = ['require', 'try', 'never'];
@@ -21,6 +21,8 @@ export interface PolicyInput {
   concurrency?: PolicyConcurrency;
   retries?: number;
   retryBackoffSeconds?: number;
+  /** Repository the backups go to (RepositoryEntity id); null/absent = the appliance's default repository. */
+  repositoryId?: string | null;
 }
 
 /** The columns of a policy row that come from the input. */
@@ -48,14 +50,7 @@ export function policyFields(input: PolicyInput): PolicyFields {
     const v = concurrency[key];
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new PolicyValidationError(`concurrency.${key}`, 'must be a whole number ≥ 1');
   }
-  const selection: PolicySelection = { ...EMPTY_SELECTION };
-  for (const key of Object.keys(EMPTY_SELECTION) as (keyof PolicySelection)[]) {
-    const list = input.selection?.[key] ?? [];
-    if (!Array.isArray(list) || list.some((v) => typeof v !== 'string' || v.trim() === '')) {
-      throw new PolicyValidationError(`selection.${key}`, 'must be a list of non-empty strings');
-    }
-    selection[key] = [...new Set(list.map((v) => v.trim()))];
-  }
+  const selection = selectionFields(input.selection ?? {});
   return {
     name,
     enabled: input.enabled ?? true,
@@ -72,6 +67,7 @@ export function policyFields(input: PolicyInput): PolicyFields {
     concurrency,
     retries: input.retries ?? 0,
     retryBackoffSeconds: input.retryBackoffSeconds ?? 60,
+    repositoryId: input.repositoryId ?? null,
   };
 }
 
@@ -90,7 +86,42 @@ export function policyInputOf(p: PolicyFields): PolicyInput {
     concurrency: p.concurrency,
     retries: p.retries,
     retryBackoffSeconds: p.retryBackoffSeconds,
+    repositoryId: p.repositoryId,
   };
+}
+
+const STRING_LISTS = ['vmIds', 'namePatterns', 'clusters', 'hosts', 'datacenters', 'folders', 'resourcePools', 'excludeVmIds', 'excludePatterns'] as const;
+
+/** Validates every selection criterion (trimmed, de-duplicated; folder paths in one form); missing = empty. */
+export function selectionFields(input: Partial<PolicySelection>): FullSelection {
+  const selection: FullSelection = { ...EMPTY_SELECTION };
+  for (const key of STRING_LISTS) {
+    const list: unknown = input[key] ?? [];
+    if (!Array.isArray(list) || list.some((v) => typeof v !== 'string' || v.trim() === '')) {
+      throw new PolicyValidationError(`selection.${key}`, 'must be a list of non-empty strings');
+    }
+    const values = (list as string[]).map((v) => (key === 'folders' ? normalizeInventoryPath(v.trim()) : v.trim()));
+    if (key === 'folders' && values.includes('/')) throw new PolicyValidationError('selection.folders', 'a folder path must name a folder, e.g. /DC0/vm/prod');
+    selection[key] = [...new Set(values)];
+  }
+  selection.tags = pairs(input.tags, 'tags', ['category', 'name']).map(([category, name]) => ({ category, name }));
+  selection.customAttributes = pairs(input.customAttributes, 'customAttributes', ['name', 'value']).map(([name, value]) => ({ name, value }));
+  return selection;
+}
+
+/** A list of objects with two non-empty string members, trimmed and de-duplicated. */
+function pairs(input: unknown, key: string, members: [string, string]): [string, string][] {
+  const list: unknown = input ?? [];
+  const problem = `must be a list of { ${members.join(', ')} } with non-empty strings`;
+  if (!Array.isArray(list)) throw new PolicyValidationError(`selection.${key}`, problem);
+  const seen = new Map<string, [string, string]>();
+  for (const [i, item] of list.entries()) {
+    const values = members.map((m) => (item as Record<string, unknown> | null)?.[m]);
+    if (values.some((v) => typeof v !== 'string' || v.trim() === '')) throw new PolicyValidationError(`selection.${key}[${i}]`, problem);
+    const pair = values.map((v) => (v as string).trim()) as [string, string];
+    seen.set(pair.join('\u0000').toLowerCase(), pair);
+  }
+  return [...seen.values()];
 }
 
 export function windowOf(p: Pick<PolicyFields, 'windowStart' | 'windowEnd'>): BackupWindow | null {

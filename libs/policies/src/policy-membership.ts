@@ -1,6 +1,7 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Optional } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
+import { HostsService } from '@vmkeep/inventory';
 import { PolicyEntity, VmEntity } from '@vmkeep/persistence';
 import { selectionReason, type SelectableVm } from './selection';
 
@@ -9,6 +10,9 @@ export interface PolicyRef {
   name: string;
   enabled: boolean;
 }
+
+/** A policy run syncs a host's inventory first when its last sync is older than this. */
+export const INVENTORY_MAX_AGE_MS = 60_000;
 
 /** A VM a policy selects, and why. */
 export interface Member extends SelectableVm {
@@ -24,7 +28,28 @@ export class PolicyMembership {
   constructor(
     @InjectRepository(PolicyEntity) private readonly policies: Repository<PolicyEntity>,
     @InjectRepository(VmEntity) private readonly vms: Repository<VmEntity>,
+    @Optional() private readonly hosts?: HostsService,
   ) {}
+
+  /**
+   * Syncs every host whose inventory is older than INVENTORY_MAX_AGE_MS, so a run sees new VMs and current
+   * folders, pools, tags and attributes (hosts never synced have no inventory to refresh). A host that cannot be
+   * synced keeps its stored inventory; one line per such host is returned.
+   */
+  async refresh(now = new Date()): Promise<string[]> {
+    if (!this.hosts) return [];
+    const problems: string[] = [];
+    for (const host of await this.hosts.list()) {
+      if (!host.lastSyncAt || now.getTime() - host.lastSyncAt.getTime() < INVENTORY_MAX_AGE_MS) continue;
+      try {
+        await this.hosts.sync(host.id);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        problems.push(`inventory of host ${host.name} not refreshed (${why}); selecting from its sync of ${host.lastSyncAt.toISOString()}`);
+      }
+    }
+    return problems;
+  }
 
   /** The VMs selection looks at (one VM with `vmId`), by name. */
   async inventory(vmId?: string): Promise<SelectableVm[]> {
@@ -37,6 +62,10 @@ export class PolicyMembership {
       esxHost: v.esxHost,
       cluster: v.cluster,
       datacenter: v.datacenter,
+      folderPath: v.folderPath,
+      resourcePool: v.resourcePool,
+      tags: v.tags,
+      customAttributes: v.customAttributes,
     }));
   }
 

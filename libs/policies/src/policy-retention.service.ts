@@ -3,7 +3,8 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { In, Repository as Rows } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '@vmkeep/config';
 import { RestorePointEntity, type PolicyRetention } from '@vmkeep/persistence';
-import { ArchiveLockedError, planPrune, PointNotFoundError, Repository } from '@vmkeep/repository';
+import { openPointRepository } from '@vmkeep/repositories';
+import { ArchiveLockedError, planPrune, PointNotFoundError } from '@vmkeep/repository';
 
 export interface VmPruneResult {
   removed: string[];
@@ -13,10 +14,11 @@ export interface VmPruneResult {
 }
 
 /**
- * Retention of one VM's restore points after a successful policy run. The appliance keeps every VM in one
- * repository, so the repository's planner (`planPrune`, the rules of `Repository.prune`) is applied to this VM's
- * points only. Archives are never touched: archived rows are not even considered, points with an archive record
- * are kept as protected, and `deletePoint` refuses a locked archive anyway.
+ * Retention of one VM's restore points after a successful policy run. The repository's planner (`planPrune`, the
+ * rules of `Repository.prune`) is applied to this VM's points only, separately in each repository holding some
+ * (opened with its passphrase through the repository registry). Archives are never touched: archived rows are
+ * not even considered, points with an archive record are kept as protected, and `deletePoint` refuses a locked
+ * archive anyway.
  */
 @Injectable()
 export class PolicyRetentionService {
@@ -27,30 +29,40 @@ export class PolicyRetentionService {
 
   async pruneVm(vmId: string, retention: PolicyRetention, timeZone: string, now = new Date()): Promise<VmPruneResult> {
     const rows = await this.points.find({ where: { vmId, kind: 'backup' } });
-    if (rows.length === 0) return { removed: [], kept: 0, skipped: [] };
-    const repo = await Repository.open(this.config.repositoryPath);
-    const archived = new Set((await repo.listArchives()).map((a) => a.pointId));
-    const plan = planPrune(
-      rows.map((r) => ({
-        id: r.repositoryPointId,
-        createdAt: r.createdAt,
-        protectedReason: archived.has(r.repositoryPointId) ? 'archived' : undefined,
-      })),
-      { ...retention, timeZone },
-      now,
-    );
-    const result: VmPruneResult = { removed: [], kept: plan.keep.length, skipped: [] };
-    for (const { id } of plan.remove) {
-      try {
-        await repo.deletePoint(id);
-      } catch (err) {
-        if (!(err instanceof ArchiveLockedError || err instanceof PointNotFoundError)) throw err;
-        result.skipped.push({ id, reason: err.message });
-        continue;
-      }
-      result.removed.push(id);
+    const result: VmPruneResult = { removed: [], kept: 0, skipped: [] };
+    // Every repository holds its own line of the VM's points: the rules apply within each one.
+    const byRepository = new Map<string, RestorePointEntity[]>();
+    for (const row of rows) {
+      const key = row.repositoryId ?? row.repositoryPath;
+      byRepository.set(key, [...(byRepository.get(key) ?? []), row]);
     }
-    if (result.removed.length > 0) await this.points.delete({ vmId, repositoryPointId: In(result.removed) });
+    for (const group of byRepository.values()) {
+      const repo = await openPointRepository(group[0]);
+      const archived = new Set((await repo.listArchives()).map((a) => a.pointId));
+      const plan = planPrune(
+        group.map((r) => ({
+          id: r.repositoryPointId,
+          createdAt: r.createdAt,
+          protectedReason: archived.has(r.repositoryPointId) ? 'archived' : undefined,
+        })),
+        { ...retention, timeZone },
+        now,
+      );
+      result.kept += plan.keep.length;
+      const removedRows: string[] = [];
+      for (const { id } of plan.remove) {
+        try {
+          await repo.deletePoint(id);
+        } catch (err) {
+          if (!(err instanceof ArchiveLockedError || err instanceof PointNotFoundError)) throw err;
+          result.skipped.push({ id, reason: err.message });
+          continue;
+        }
+        result.removed.push(id);
+        removedRows.push(...group.filter((r) => r.repositoryPointId === id).map((r) => r.id));
+      }
+      if (removedRows.length > 0) await this.points.delete({ id: In(removedRows) });
+    }
     return result;
   }
 }

@@ -92,8 +92,8 @@ export class PolicyRunner {
 
   private async select(policy: PolicyEntity, run: PolicyRunEntity): Promise<PolicyRunEntity> {
     if (!policy.enabled) return this.finish(run, [], ['the policy is disabled'], 'skipped');
+    const warnings: string[] = await this.membership.refresh();
     const { members, others } = await this.membership.evaluate(policy);
-    const warnings: string[] = [];
     if (members.length === 0) warnings.push('the selection matches no VM');
     const vms: Entry[] = [];
     for (const vm of members) {
@@ -163,6 +163,7 @@ export class PolicyRunner {
       cbt: policy.cbt,
       policyId: policy.id,
       policyRunId: run.id,
+      ...(policy.repositoryId ? { repositoryId: policy.repositoryId } : {}),
       attempt: entry.jobIds.length + 1,
     };
     try {

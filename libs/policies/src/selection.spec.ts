@@ -2,7 +2,7 @@ import type { PolicySelection } from '@vmkeep/persistence';
 import { exceededLimit } from './concurrency-gate';
 import { PolicyValidationError } from './errors';
 import { policyFields, policyInputOf } from './policy-input';
-import { EMPTY_SELECTION, globToRegExp, selectionReason, selectVms, type SelectableVm } from './selection';
+import { EMPTY_SELECTION, fullSelection, globToRegExp, selectionReason, selectVms, type SelectableVm } from './selection';
 
 const vm = (id: string, name: string, more: Partial<SelectableVm> = {}): SelectableVm => ({
   id,
@@ -41,6 +41,35 @@ describe('VM selection', () => {
     expect(selectionReason(sel({ vmIds: ['5'], clusters: ['office'] }), inventory[4])).toBe('explicit');
     expect(selectionReason(sel({ namePatterns: ['db-*'] }), inventory[2])).toBe('name db-*');
     expect(selectVms(EMPTY_SELECTION, inventory)).toEqual([]);
+  });
+
+  it('selects by folder path prefix, resource pool, tag and custom attribute', () => {
+    const labelled = [
+      vm('a', 'a', { folderPath: '/DC0/vm/prod/web', resourcePool: '/DC0/host/C0/Resources/gold', tags: [{ category: 'env', name: 'prod' }] }),
+      vm('b', 'b', { folderPath: '/DC0/vm/production', resourcePool: '/DC0/host/C0/Resources/gold/sub', customAttributes: { Owner: 'web-team' } }),
+      vm('c', 'c', { folderPath: null, resourcePool: '/DC0/host/C0/Resources/a%2fb', tags: null, customAttributes: null }),
+      vm('d', 'd'),
+    ];
+    const ids = (s: Partial<PolicySelection>) => selectVms(sel(s), labelled).map((v) => v.id);
+    expect(ids({ folders: ['/DC0/vm/prod'] })).toEqual(['a']);
+    expect(ids({ folders: ['DC0/VM/'] })).toEqual(['a', 'b']);
+    expect(ids({ resourcePools: ['GOLD'] })).toEqual(['a']);
+    expect(ids({ resourcePools: ['/DC0/host/C0/Resources/gold'] })).toEqual(['a', 'b']);
+    // A criterion with "/" is a path; a "/" inside a name is "%2f" there, as the inventory path spells it.
+    expect(ids({ resourcePools: ['/dc0/host/c0/resources/A%2Fb'] })).toEqual(['c']);
+    expect(ids({ tags: [{ category: 'Env', name: 'PROD' }] })).toEqual(['a']);
+    expect(ids({ tags: [{ category: 'other', name: 'prod' }] })).toEqual([]);
+    expect(ids({ customAttributes: [{ name: 'owner', value: 'web-*' }] })).toEqual(['b']);
+    expect(ids({ customAttributes: [{ name: 'owner', value: 'db-*' }] })).toEqual([]);
+    expect(selectionReason(sel({ folders: ['/DC0/vm/prod/'] }), labelled[0])).toBe('folder /DC0/vm/prod');
+    expect(selectionReason(sel({ customAttributes: [{ name: 'owner', value: '*' }] }), labelled[1])).toBe('attribute owner=*');
+    expect(selectVms(sel({ folders: ['/DC0/vm'], excludePatterns: ['a'] }), labelled).map((v) => v.id)).toEqual(['b']);
+  });
+
+  it('reads stored selections from before the new criteria existed (missing lists = empty)', () => {
+    const old = { vmIds: [], namePatterns: ['web*'], clusters: [], hosts: [], datacenters: [], excludeVmIds: [], excludePatterns: [] };
+    expect(selectVms(old, inventory).map((v) => v.id)).toEqual(['1', '2', '4']);
+    expect(fullSelection(old)).toEqual({ ...EMPTY_SELECTION, namePatterns: ['web*'] });
   });
 
   it('applies exclusions over every other rule', () => {
@@ -82,6 +111,18 @@ describe('policy input', () => {
     expect(policyFields(policyInputOf(fields))).toEqual(fields);
   });
 
+  it('normalizes folder paths and de-duplicates tags and attributes (case-insensitively)', () => {
+    const fields = policyFields({
+      ...base,
+      selection: {
+        folders: [' DC0/vm/prod/ ', '/DC0/vm/prod'],
+        tags: [{ category: 'env', name: 'prod' }, { category: 'ENV', name: 'Prod' }],
+        customAttributes: [{ name: ' owner ', value: 'web-*' }],
+      },
+    });
+    expect(fields.selection).toMatchObject({ folders: ['/DC0/vm/prod'], tags: [{ category: 'ENV', name: 'Prod' }], customAttributes: [{ name: 'owner', value: 'web-*' }] });
+  });
+
   it.each([
     [{ name: '  ' }, 'name: must not be empty'],
     [{ retention: { keepLast: 0 } }, 'retention: the policy keeps nothing'],
@@ -90,6 +131,10 @@ describe('policy input', () => {
     [{ concurrency: { perHost: 0 } }, 'concurrency.perHost: must be a whole number'],
     [{ quiesce: 'always' }, 'quiesce: must be one of require, try, never'],
     [{ selection: { namePatterns: [''] } }, 'selection.namePatterns: must be a list of non-empty strings'],
+    [{ selection: { folders: ['//'] } }, 'selection.folders: a folder path must name a folder'],
+    [{ selection: { tags: [{ category: 'env', name: ' ' }] } }, 'selection.tags[0]: must be a list of { category, name }'],
+    [{ selection: { tags: 'env:prod' } }, 'selection.tags: must be a list of { category, name }'],
+    [{ selection: { customAttributes: [{ name: 'owner' }] } }, 'selection.customAttributes[0]: must be a list of { name, value }'],
   ])('refuses %j naming the field', (change, message) => {
     expect(() => policyFields({ ...base, ...(change as object) })).toThrow(PolicyValidationError);
     expect(() => policyFields({ ...base, ...(change as object) })).toThrow(message);

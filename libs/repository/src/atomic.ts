@@ -14,15 +14,18 @@ export function isTempName(name: string): boolean {
   return name.includes(TEMP_MARKER);
 }
 
-/** Makes a folder's entries (new names, renames) durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
+/** Makes a file's data, or a folder's entries (new names, renames), durable. */
+export async function fsyncPath(file: string): Promise<void> {
+  const handle = await fs.open(file, 'r');
   try {
     await handle.sync();
   } finally {
     await handle.close();
   }
 }
+
+/** Makes a folder's entries (new names, renames) durable. */
+export const fsyncDir = fsyncPath;
 
 /** Writes `data` to `file` so that readers see either nothing/the old file or the complete new one. */
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {

@@ -1,12 +1,14 @@
 /**
- * Runs the CPU-heavy part of the chunk pipeline (hashing, compression) on worker threads so a backup uses every
- * core. `ChunkCodec` is the narrow interface the pipeline consumes; `inlineChunkCodec` does the same work on the
+ * Runs the CPU-heavy part of the chunk pipeline (hashing, compression, encryption, and on reads decryption and
+ * decompression) on worker threads so backups and restores use every core. `ChunkCodec` is the narrow interface the pipeline consumes; `inlineChunkCodec` does the same work on the
  * calling thread (tests, tiny jobs).
  */
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
+import { promises as fs } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { BlobSealing, ChunkIdScheme, EncodedPayload, compressChunk, computeChunkId, encodeChunk } from './codec';
+import { BlobSealing, ChunkIdScheme, EncodedPayload, compressChunk, computeChunkId, decodeBlob, encodeChunk, standalone } from './codec';
+import { CorruptChunkError, MissingChunkError } from './errors';
 
 export interface ChunkCodec {
   /**
@@ -21,7 +23,24 @@ export interface ChunkCodec {
    * the caller afterwards (it may be transferred).
    */
   encode(data: Buffer, level: number, sealing?: BlobSealing): Promise<Buffer>;
+  /**
+   * Checks a stored blob and returns the chunk's plaintext (decodeBlob: CorruptChunkError on any damage).
+   * `blob` must not be used by the caller afterwards (it may be transferred).
+   */
+  decode(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?: Uint8Array): Promise<Buffer>;
+  /**
+   * decode() of the blob stored in `file`, read by the codec's own thread (the caller's thread neither reads
+   * nor holds the blob). A missing file is MissingChunkError.
+   */
+  decodeFile(id: Buffer, file: string, scheme: ChunkIdScheme, key?: Uint8Array): Promise<Buffer>;
+  /**
+   * Gives back a plaintext buffer decode()/decodeFile() returned, once nothing uses it any more, so a later
+   * decode can reuse it instead of allocating (optional; the buffer must not be touched afterwards).
+   */
+  recycle?(plain: Buffer): void;
 }
+
+const isMissing = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 
 export const inlineChunkCodec: ChunkCodec = {
   async hash(scheme, data) {
@@ -33,20 +52,37 @@ export const inlineChunkCodec: ChunkCodec = {
   async encode(data, level, sealing) {
     return encodeChunk(data, level, sealing);
   },
+  async decode(id, blob, scheme, key) {
+    return decodeBlob(id, blob, scheme, key);
+  },
+  async decodeFile(id, file, scheme, key) {
+    const blob = await fs.readFile(file).catch((err: unknown) => {
+      throw isMissing(err) ? new MissingChunkError(id.toString('hex')) : err;
+    });
+    return decodeBlob(id, blob, scheme, key);
+  },
 };
 
 /** Message to a chunk worker. */
 export type WorkerTask =
   | { seq: number; op: 'hash'; scheme: ChunkIdScheme; data: Uint8Array }
   | { seq: number; op: 'compress'; level: number; data: Uint8Array }
-  | { seq: number; op: 'encode'; level: number; data: Uint8Array; sealing?: BlobSealing };
+  | { seq: number; op: 'encode'; level: number; data: Uint8Array; sealing?: BlobSealing }
+  | { seq: number; op: 'decode'; id: Uint8Array; scheme: ChunkIdScheme; key?: Uint8Array; data: Uint8Array }
+  | { seq: number; op: 'decode-file'; id: Uint8Array; scheme: ChunkIdScheme; key?: Uint8Array; file: string; into?: Uint8Array };
 
 /** Message from a chunk worker. */
 export type WorkerReply =
   | { seq: number; ok: true; id: Uint8Array; data: Uint8Array }
   | { seq: number; ok: true; compression: number; payload: Uint8Array }
-  | { seq: number; ok: true; blob: Uint8Array }
-  | { seq: number; ok: false; message: string };
+  | { seq: number; ok: true; blob: Uint8Array; spare: Uint8Array }
+  | { seq: number; ok: true; plain: Uint8Array }
+  | { seq: number; ok: false; message: string; corrupt?: { chunkId: string; reason: string }; missing?: string };
+
+/** An exact-size copy of a small key, for posting to a worker. */
+const keyCopy = (key: Uint8Array) => new Uint8Array(key);
+const exactScheme = (scheme: ChunkIdScheme): ChunkIdScheme =>
+  scheme.algorithm === 'sha256' ? scheme : { algorithm: scheme.algorithm, key: keyCopy(scheme.key) };
 
 interface Pending {
   resolve(reply: WorkerReply): void;
@@ -57,6 +93,9 @@ interface Slot {
   worker: Worker;
   pending: Map<number, Pending>;
 }
+
+/** Spare chunk buffers a pool keeps (a few chunks' worth of memory, saved from the garbage collector). */
+const MAX_SPARES = 4;
 
 const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 
@@ -72,6 +111,10 @@ export class ChunkWorkerPool implements ChunkCodec {
   private readonly slots: (Slot | undefined)[];
   private seq = 0;
   private readonly ownedBuffers = new WeakSet<ArrayBufferLike>();
+  /** Chunk buffers back from encoding, reused for the next copies instead of allocating (bounded). */
+  private readonly spares: Uint8Array[] = [];
+  /** Plaintext buffers given back by readers, sent along to be decoded into (bounded). */
+  private readonly plainSpares: Uint8Array[] = [];
   private closed = false;
 
   constructor(readonly size: number) {
@@ -95,10 +138,34 @@ export class ChunkWorkerPool implements ChunkCodec {
 
   async encode(data: Buffer, level: number, sealing?: BlobSealing): Promise<Buffer> {
     // Exact-size copies: posting a view of a pooled buffer would clone the whole pool slab.
-    const exact = sealing && { key: new Uint8Array(sealing.key), id: new Uint8Array(sealing.id) };
+    const exact = sealing && { key: keyCopy(sealing.key), id: keyCopy(sealing.id) };
     const reply = await this.run({ seq: 0, op: 'encode', level, data: this.owned(data), sealing: exact });
     if (!reply.ok || !('blob' in reply)) throw new Error('chunk worker returned no blob');
+    if (this.spares.length < MAX_SPARES) this.spares.push(reply.spare);
     return asBuffer(reply.blob);
+  }
+
+  async decode(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?: Uint8Array): Promise<Buffer> {
+    // The blob was read for this call only: moved to the worker when it is a buffer of its own, never copied twice.
+    const data = this.owned(blob, true);
+    return this.plain(await this.run({ seq: 0, op: 'decode', id: keyCopy(id), scheme: exactScheme(scheme), key: key && keyCopy(key), data }));
+  }
+
+  async decodeFile(id: Buffer, file: string, scheme: ChunkIdScheme, key?: Uint8Array): Promise<Buffer> {
+    const into = this.plainSpares.pop();
+    return this.plain(await this.run({ seq: 0, op: 'decode-file', id: keyCopy(id), scheme: exactScheme(scheme), key: key && keyCopy(key), file, into }));
+  }
+
+  recycle(plain: Buffer): void {
+    // Only whole buffers can be moved to a worker; the rest is left to the garbage collector.
+    if (this.plainSpares.length < MAX_SPARES && plain.byteOffset === 0 && plain.byteLength === plain.buffer.byteLength && plain.byteLength > 0) {
+      this.plainSpares.push(plain);
+    }
+  }
+
+  private plain(reply: WorkerReply): Buffer {
+    if (!reply.ok || !('plain' in reply)) throw new Error('chunk worker returned no plaintext');
+    return asBuffer(reply.plain);
   }
 
   /** Terminates the workers; pending tasks fail. */
@@ -116,12 +183,13 @@ export class ChunkWorkerPool implements ChunkCodec {
    * A buffer that may be transferred to a worker: one this pool handed out (the caller gave it back), or else
    * a fresh copy, since detaching a caller's buffer could break whoever else holds it.
    */
-  private owned(data: Buffer): Uint8Array {
-    if (this.ownedBuffers.has(data.buffer) && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
+  private owned(data: Buffer, callerGivesUp = false): Uint8Array {
+    if (callerGivesUp || this.ownedBuffers.has(data.buffer)) {
       this.ownedBuffers.delete(data.buffer);
-      return data;
+      return standalone(data);
     }
-    const copy = new Uint8Array(data.byteLength);
+    const i = this.spares.findIndex((b) => b.byteLength === data.byteLength);
+    const copy = i >= 0 ? this.spares.splice(i, 1)[0] : new Uint8Array(data.byteLength);
     copy.set(data);
     return copy;
   }
@@ -133,9 +201,14 @@ export class ChunkWorkerPool implements ChunkCodec {
     return new Promise<WorkerReply>((resolve, reject) => {
       slot.pending.set(seq, { resolve, reject });
       if (slot.pending.size === 1) slot.worker.ref();
-      slot.worker.postMessage({ ...task, seq }, [task.data.buffer as ArrayBuffer]);
+      const transfer = 'data' in task ? [task.data.buffer] : 'into' in task && task.into ? [task.into.buffer] : [];
+      slot.worker.postMessage({ ...task, seq }, transfer as ArrayBuffer[]);
     }).then((reply) => {
-      if (!reply.ok) throw new Error(`chunk worker: ${reply.message}`);
+      if (!reply.ok) {
+        if (reply.corrupt) throw new CorruptChunkError(reply.corrupt.chunkId, reply.corrupt.reason);
+        if (reply.missing) throw new MissingChunkError(reply.missing);
+        throw new Error(`chunk worker: ${reply.message}`);
+      }
       return reply;
     });
   }

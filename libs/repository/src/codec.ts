@@ -28,7 +28,7 @@ import {
   MAX_CHUNK_SIZE,
   SEAL_OVERHEAD,
 } from './constants';
-import { seal, unseal } from './crypto';
+import { sealParts, unseal } from './crypto';
 import { CorruptChunkError } from './errors';
 
 /**
@@ -43,9 +43,21 @@ export function computeChunkId(scheme: ChunkIdScheme, data: Uint8Array): Buffer 
     : createHmac('sha256', scheme.key).update(data).digest();
 }
 
+/**
+ * `u` itself when it spans its whole ArrayBuffer (so transferring it moves exactly these bytes), else an exact
+ * copy: transferring or posting a view would move or clone the whole underlying slab.
+ */
+export function standalone(u: Uint8Array): Uint8Array {
+  if (u.byteOffset === 0 && u.byteLength === u.buffer.byteLength) return u;
+  const copy = new Uint8Array(u.byteLength);
+  copy.set(u);
+  return copy;
+}
+
 /** Compresses (when it pays) and, with `sealing`, encrypts a chunk: the whole blob to store. */
 export function encodeChunk(data: Uint8Array, level: number, sealing?: BlobSealing): Buffer {
-  return encodeBlob(data.length, compressChunk(data, level), sealing);
+  // The compressed bytes stay in this thread's scratch buffer: the blob is their only copy.
+  return encodeBlob(data.length, compressToScratch(data, level), sealing);
 }
 
 /** A chunk's payload as it goes into a blob. */
@@ -62,14 +74,24 @@ let dctx: zstd.DCtx | undefined;
  * view of `data`, not a copy).
  */
 export function compressChunk(data: Uint8Array, level: number): EncodedPayload {
+  const encoded = compressToScratch(data, level);
+  // A compressed payload lives in the shared scratch buffer: hand out a copy of its own.
+  return encoded.compression === COMPRESSION_NONE ? encoded : { compression: encoded.compression, payload: Buffer.from(encoded.payload) };
+}
+
+/** Per-thread output buffer of compression, reused for every chunk (a chunk-sized allocation less per chunk). */
+let scratch: Buffer | undefined;
+
+/** compressChunk, but a compressed payload is a view of a scratch buffer valid until the next call. */
+function compressToScratch(data: Uint8Array, level: number): EncodedPayload {
   cctx ??= new zstd.CCtx();
-  const out = Buffer.allocUnsafe(zstd.compressBound(data.length));
-  const written = cctx.compress(out, data, level);
+  const bound = zstd.compressBound(data.length);
+  if (!scratch || scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
+  const written = cctx.compress(scratch, data, level);
   if (written > data.length - Math.floor(data.length / COMPRESSION_MIN_GAIN_DIVISOR)) {
     return { compression: COMPRESSION_NONE, payload: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
   }
-  // Copy so the (possibly much larger) bound-sized buffer is not kept alive.
-  return { compression: COMPRESSION_ZSTD, payload: Buffer.from(out.subarray(0, written)) };
+  return { compression: COMPRESSION_ZSTD, payload: scratch.subarray(0, written) };
 }
 
 /** Encrypts a blob's payload: the AES-256-GCM key and the chunk id (authenticated with the header). */
@@ -95,21 +117,28 @@ export function encodeBlob(plainLength: number, encoded: EncodedPayload, sealing
   const payloadLength = encoded.payload.length + (sealing ? SEAL_OVERHEAD : 0);
   header.writeUInt32LE(payloadLength, BLOB_OFF_PAYLOAD_LENGTH);
   header.writeUInt32LE(0, BLOB_OFF_RESERVED);
-  const payload = sealing ? seal(sealing.key, encoded.payload, blobAad(header, sealing.id)) : encoded.payload;
-  header.writeUInt32LE(crc32(payload), BLOB_OFF_CRC32);
-  // Not from the shared pool: worker threads transfer the blob's ArrayBuffer.
-  const blob = Buffer.allocUnsafeSlow(BLOB_HEADER_SIZE + payload.length);
+  let parts = [encoded.payload];
+  if (sealing) {
+    const { nonce, body, tag } = sealParts(sealing.key, encoded.payload, blobAad(header, sealing.id));
+    parts = [nonce, body, tag];
+  }
+  // One allocation, not from the shared pool: worker threads transfer the blob's ArrayBuffer.
+  const blob = Buffer.allocUnsafeSlow(BLOB_HEADER_SIZE + payloadLength);
   header.copy(blob, 0);
-  payload.copy(blob, BLOB_HEADER_SIZE);
+  let at = BLOB_HEADER_SIZE;
+  for (const part of parts) at += part.copy(blob, at);
+  blob.writeUInt32LE(crc32(blob.subarray(BLOB_HEADER_SIZE)), BLOB_OFF_CRC32);
   return blob;
 }
 
 /**
- * Checks a blob (magic, version, CRC32, lengths, authentication, id) and returns the chunk's plaintext. Any
- * mismatch throws CorruptChunkError naming the chunk. `key` is the AES key of an encrypted repository: there
- * every blob must be encrypted, elsewhere none may be.
+ * Checks a blob (magic, version, CRC32, lengths, and then either the AES-GCM tag, which authenticates the
+ * payload together with the id, or — unencrypted — the id recomputed from the plaintext) and returns the
+ * chunk's plaintext. Any mismatch throws CorruptChunkError naming the chunk. `key` is the AES key of an
+ * encrypted repository: there every blob must be encrypted, elsewhere none may be. `into` may receive the
+ * plaintext when it has exactly its length (its old content is then overwritten).
  */
-export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?: Uint8Array): Buffer {
+export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?: Uint8Array, into?: Uint8Array): Buffer {
   const idHex = id.toString('hex');
   const corrupt = (reason: string) => new CorruptChunkError(idHex, reason);
   if (blob.length < BLOB_HEADER_SIZE) throw corrupt(`blob of ${blob.length} bytes is shorter than its header`);
@@ -142,7 +171,8 @@ export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?
     if (payload.length !== plainLength) throw corrupt('stored length differs from plaintext length');
     plain = key ? payload : Buffer.from(payload);
   } else if (compression === COMPRESSION_ZSTD) {
-    plain = Buffer.allocUnsafe(plainLength);
+    // A spare buffer of exactly the right size (a recycled chunk) saves an allocation.
+    plain = into?.byteLength === plainLength ? Buffer.from(into.buffer, into.byteOffset, into.byteLength) : Buffer.allocUnsafe(plainLength);
     let written: number;
     try {
       dctx ??= new zstd.DCtx();
@@ -154,7 +184,12 @@ export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?
   } else {
     throw corrupt(`unknown compression ${compression}`);
   }
-  const actual = computeChunkId(scheme, plain);
-  if (actual.length !== CHUNK_ID_BYTES || !actual.equals(id)) throw corrupt('content does not match the chunk id');
+  // An encrypted blob passed AES-GCM authentication over its payload, header fields and this id: only a holder
+  // of the key made it for this id, so re-hashing the plaintext would add cost, not integrity. A plain blob has
+  // only its CRC32, which anyone can recompute: there the id is checked against the content.
+  if (!key) {
+    const actual = computeChunkId(scheme, plain);
+    if (actual.length !== CHUNK_ID_BYTES || !actual.equals(id)) throw corrupt('content does not match the chunk id');
+  }
   return plain;
 }

@@ -45,3 +45,4 @@ export type { ObjectInfo, ObjectStorage, S3Credentials, S3StorageOptions } from 
 export { FsStorage, S3Storage, StorageError } from './storage';
 export type { CopyOptions, CopyProgress, CopyReport } from './copy';
 export { copyPoints } from './copy';
+export { SubkeySealer } from './subkeys';

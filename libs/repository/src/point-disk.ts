@@ -5,13 +5,27 @@ import { FixedIndex } from './fixed-index';
 
 /** Loads a chunk's verified plaintext by id. */
 export type ChunkLoader = (id: Buffer) => Promise<Buffer>;
+/** Takes back a plaintext the disk no longer uses (see ChunkCodec.recycle). */
+export type ChunkRecycler = (plain: Buffer) => void;
 
 /** Chunks kept decoded in memory per open disk (sequential and slightly unaligned reads hit them). */
 const DEFAULT_CACHE_CHUNKS = 8;
+/**
+ * Chunks loaded ahead of a sequential reader (decoded on the worker pool meanwhile), on top of the cache; they
+ * count against memory like cached ones: (cache + read-ahead) × chunk size per open disk.
+ */
+const DEFAULT_READ_AHEAD_CHUNKS = 6;
 
 export class PointDisk implements Disk {
+  /** Chunks a read used, in LRU order (at most cacheChunks). */
   private readonly cache = new Map<number, Promise<Buffer>>();
+  /** Chunks loaded ahead of the reader and not used yet (at most readAheadChunks). */
+  private readonly ahead = new Map<number, Promise<Buffer>>();
+  /** Reads copying out of a chunk right now, by chunk: such a chunk is never evicted (and so never recycled). */
+  private readonly pins = new Map<number, number>();
   private readonly source: string;
+  /** The chunk after the last one a read asked for: where a sequential reader goes next. */
+  private nextExpected = -1;
 
   constructor(
     private readonly index: FixedIndex,
@@ -19,6 +33,8 @@ export class PointDisk implements Disk {
     readonly pointId: string,
     readonly diskKey: string,
     private readonly cacheChunks = DEFAULT_CACHE_CHUNKS,
+    private readonly readAheadChunks = DEFAULT_READ_AHEAD_CHUNKS,
+    private readonly recycle?: ChunkRecycler,
   ) {
     this.source = `point ${pointId} disk ${diskKey}`;
   }
@@ -36,6 +52,7 @@ export class PointDisk implements Disk {
     const out = Buffer.allocUnsafe(length);
     const end = offset + length;
     const parts: Promise<void>[] = [];
+    if (length > 0) this.readAhead(Math.floor(offset / this.index.chunkSize), Math.floor((end - 1) / this.index.chunkSize));
     for (let pos = offset; pos < end; ) {
       const i = Math.floor(pos / this.index.chunkSize);
       const inChunk = pos - i * this.index.chunkSize;
@@ -44,7 +61,7 @@ export class PointDisk implements Disk {
       if (this.index.isZero(i)) {
         out.fill(0, at, at + n);
       } else {
-        parts.push(this.chunk(i).then((data) => void data.copy(out, at, inChunk, inChunk + n)));
+        parts.push(this.copyOut(i, out, at, inChunk, inChunk + n));
       }
       pos += n;
     }
@@ -68,6 +85,52 @@ export class PointDisk implements Disk {
 
   async close(): Promise<void> {
     this.cache.clear();
+    this.ahead.clear();
+  }
+
+  /**
+   * A read of chunks [first, last]: when it continues where the previous read ended, starts loading the next
+   * non-zero chunks so they are decoded by the time the reader gets there. Random access loads nothing extra.
+   */
+  private readAhead(first: number, last: number): void {
+    const sequential = first === this.nextExpected || first === this.nextExpected - 1;
+    this.nextExpected = last + 1;
+    const limit = Math.min(this.index.count, last + 1 + this.readAheadChunks);
+    // Loaded ahead for a reader that went elsewhere: dropped.
+    for (const i of this.ahead.keys()) if (i < first || i >= limit) this.ahead.delete(i);
+    if (!sequential) return;
+    for (let i = last + 1; i < limit && this.ahead.size < this.readAheadChunks; i++) {
+      if (this.index.isZero(i) || this.cache.has(i) || this.ahead.has(i)) continue;
+      const promise = this.loadChunk(i);
+      promise.catch(() => undefined); // surfaces when the reader gets there
+      this.ahead.set(i, promise);
+    }
+  }
+
+  /** Copies part of chunk i into `out`, keeping the chunk pinned meanwhile. */
+  private async copyOut(i: number, out: Buffer, at: number, from: number, to: number): Promise<void> {
+    this.pins.set(i, (this.pins.get(i) ?? 0) + 1);
+    try {
+      const data = await this.chunk(i);
+      // A recycled (moved-away) buffer would read as empty: never let that become zeros in the output.
+      if (data.length < to) throw new Error(`${this.source}: chunk ${i} buffer is no longer available (internal error)`);
+      data.copy(out, at, from, to);
+    } finally {
+      const left = (this.pins.get(i) ?? 1) - 1;
+      if (left) this.pins.set(i, left);
+      else this.pins.delete(i);
+    }
+  }
+
+  /** Drops least recently used chunks beyond the cache size; unpinned ones go back to the recycler. */
+  private evict(): void {
+    for (const [i, promise] of this.cache) {
+      if (this.cache.size <= this.cacheChunks) return;
+      if (this.pins.has(i)) continue;
+      this.cache.delete(i);
+      // Out of the cache and unpinned: no read can reach this buffer any more.
+      if (this.recycle) promise.then(this.recycle, () => undefined);
+    }
   }
 
   private chunk(i: number): Promise<Buffer> {
@@ -78,10 +141,11 @@ export class PointDisk implements Disk {
       this.cache.set(i, hit);
       return hit;
     }
-    const promise = this.loadChunk(i);
+    const promise = this.ahead.get(i) ?? this.loadChunk(i);
+    this.ahead.delete(i);
     this.cache.set(i, promise);
     promise.catch(() => this.cache.get(i) === promise && this.cache.delete(i));
-    while (this.cache.size > this.cacheChunks) this.cache.delete(this.cache.keys().next().value as number);
+    this.evict();
     return promise;
   }
 

@@ -25,6 +25,7 @@ import {
   WRITERS_DIR,
 } from './constants';
 import { KdfStrength, RepositoryKeys, kdfParams, parseKeyFile, unwrapKeys, wrapKeys } from './crypto';
+import { SubkeySealer } from './subkeys';
 import {
   ArchiveLockedError,
   IndexFormatError,
@@ -291,6 +292,11 @@ export class Repository {
     return this.#keys !== undefined;
   }
 
+  /** Keys for `purpose` derived from the master keys (libs/repository/src/subkeys.ts); undefined when not encrypted. */
+  subkeySealer(purpose: string): SubkeySealer | undefined {
+    return this.#keys && SubkeySealer.derive(this.#keys, this.config.id, purpose);
+  }
+
   /**
    * Changes the passphrase of an encrypted repository: re-wraps the same master keys and replaces only the key
    * file, atomically. `current` must unlock the existing key file.
@@ -357,7 +363,7 @@ export class Repository {
     const disk = manifest.disks.find((d) => d.key === diskKey);
     if (!disk) throw new PointDiskNotFoundError(pointId, diskKey);
     const index = await this.readIndex(pointId, disk);
-    return new PointDisk(index, (id) => this.loadChunk(id), pointId, diskKey);
+    return new PointDisk(index, (id) => this.loadChunk(id), pointId, diskKey, undefined, undefined, this.codec.recycle?.bind(this.codec));
   }
 
   /** The checked (and, encrypted, authenticated) index of a disk of a point, matched against its manifest entry. */
@@ -373,9 +379,11 @@ export class Repository {
     return index;
   }
 
-  /** A chunk's verified plaintext. */
+  /** A chunk's verified plaintext (checked and decoded on the chunk worker pool). */
   async loadChunk(id: Buffer): Promise<Buffer> {
-    return this.decodeChunk(id, await this.store.get(id));
+    const file = this.store instanceof FsChunkStore ? this.store.fileOf(id) : undefined;
+    if (file) return this.codec.decodeFile(id, file, this.scheme, this.#keys?.encKey);
+    return this.codec.decode(id, await this.store.get(id), this.scheme, this.#keys?.encKey);
   }
 
   /** @internal the id this repository gives a chunk of plaintext `data` (keyed when encrypted). */
@@ -878,6 +886,7 @@ export class PointWriter {
       await fs.mkdir(dir, { recursive: true });
       await fsyncDir(this.repo.pointsDir());
     }
+    await this.repo.store.flush(); // every chunk the indexes name is durable before the manifest
     const marker = await this.marker;
     // A marker garbage collection removed as stale no longer protected our deduplicated chunks.
     if (marker && !(await marker.isPresent())) throw new StaleWriterError(this.id);

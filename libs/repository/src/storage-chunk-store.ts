@@ -48,6 +48,13 @@ export class StorageChunkStore implements ChunkStore {
     return { existed: !(await this.storage.putIfAbsent(key, blob)) };
   }
 
+  /** Nothing to wait for: every put is durable when it returns. */
+  async flush(): Promise<void> {}
+
+  syncMark(): number {
+    return 0;
+  }
+
   /** Every stored chunk (hex id, size, time) — for garbage collection and statistics. */
   async list(): Promise<{ hex: string; size: number; mtimeMs: number }[]> {
     const idHex = new RegExp(`^${CHUNKS_DIR}/[0-9a-f]{${CHUNK_FANOUT_CHARS}}/([0-9a-f]{${CHUNK_ID_BYTES * 2}})$`);

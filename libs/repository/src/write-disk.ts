@@ -188,6 +188,7 @@ export async function writeDiskChunks(
   };
 
   checkAbort();
+  const syncMark = deps.store.syncMark();
   const extents = normalizeExtents(await source.extents(), size);
   const cursor = { from: 0 };
   const changed = parent ? normalizeExtents(parent.changed, size) : [];
@@ -221,6 +222,8 @@ export async function writeDiskChunks(
     await Promise.allSettled(window.map((w) => w.promise));
     throw err;
   }
+  // The chunks this disk stored or deduplicated against are durable before its index can be finished.
+  await deps.store.flush(syncMark);
   opts.onProgress?.({ bytesDone, bytesTotal: size });
   return stats;
 }

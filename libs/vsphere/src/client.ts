@@ -13,7 +13,9 @@ import { waitForTask, type WaitOptions } from './tasks';
 import type { AboutInfo, ConnectOptions, Inventory, MoRef, VmDiskInfo, VmInfo, VsphereSession } from './types';
 import { arrayItems, moRef, moRefArg, refKey, text } from './values';
 import { folderUrl } from './datastore-disk';
+import { readVmTags, type VmTag } from './tags';
 import type { PutBody } from './http';
+import { GuestFiles, type GuestCredentials } from './guest-ops';
 import { deviceChangeArgs, parseVmConfig, VM_CONFIG_PATHS, type DeviceChange, type VmConfig } from './vm-config';
 
 /** Managed objects a VM can be created in or connected to (see VimSession.placementTargets). */
@@ -135,7 +137,8 @@ export class VimSession implements VsphereSession {
     });
     if (!object) throw notFound();
     const tree = new EntityTree(this.connection.serviceContent.rootFolder);
-    await this.fetchAncestry(tree, [moRef(object.props.get('runtime.host')), moRef(object.props.get('parent'))]);
+    const ancestry = ['runtime.host', 'parent', 'resourcePool'].map((p) => moRef(object.props.get(p)));
+    await this.fetchAncestry(tree, ancestry);
     return vmFromProps(object, tree);
   }
 
@@ -337,6 +340,17 @@ export class VimSession implements VsphereSession {
   /** Ends other sessions of this host by key (SessionManager.TerminateSession); an admin tool, used by tests. */
   async terminateSessions(keys: string[]): Promise<void> {
     await this.invoke('TerminateSession', { _this: moRefArg(this.connection.serviceContent.sessionManager), sessionId: keys });
+  }
+
+  /** Guest file operations on a VM with these guest credentials (guest-ops.ts); no call is made yet. */
+  guestFiles(vmId: string, credentials: GuestCredentials): GuestFiles {
+    return new GuestFiles(this.connection, vmId, credentials, { insecure: this.options.insecure, thumbprint: this.options.thumbprint });
+  }
+
+  /** Every VM's vSphere tags through the vAPI tagging endpoints (tags.ts); undefined on a host without them. */
+  vmTags(): Promise<Map<string, VmTag[]> | undefined> {
+    const { origin, host, agent, timeoutMs } = this.connection;
+    return readVmTags({ origin, host, agent, timeoutMs, username: this.options.username, password: this.options.password });
   }
 
   /** The host's clock (ServiceInstance.CurrentTime); a cheap keep-alive. */

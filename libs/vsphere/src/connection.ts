@@ -26,6 +26,8 @@ export interface ServiceContent {
   sessionManager: MoRef;
   /** FileManager (datastore folders and files); absent on hosts that do not offer it. */
   fileManager?: MoRef;
+  /** GuestOperationsManager (guest-ops.ts); absent on hosts that do not offer it. */
+  guestOperationsManager?: MoRef;
   about: SoapValue;
 }
 
@@ -232,6 +234,7 @@ function parseServiceContent(value: SoapValue, host: string): ServiceContent {
     viewManager: ref('viewManager'),
     sessionManager: ref('sessionManager'),
     fileManager: moRef(field(value, 'fileManager')),
+    guestOperationsManager: moRef(field(value, 'guestOperationsManager')),
     about: field(value, 'about'),
   };
 }

@@ -22,3 +22,18 @@ export {
   type DeviceChange,
   type DiskDeviceSpec,
 } from './vm-config';
+export {
+  GuestFiles,
+  GuestToolsError,
+  GuestAuthenticationError,
+  GuestFileExistsError,
+  transferUrl,
+  parseListFiles,
+  type GuestCredentials,
+  type GuestFileInfo,
+  type GuestState,
+  type GuestUpload,
+  type GuestUploadAttributes,
+} from './guest-ops';
+export { readVmTags, type VmTag, type TaggingOptions } from './tags';
+export { parseCustomAttributes } from './custom-fields';

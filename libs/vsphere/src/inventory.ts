@@ -2,6 +2,7 @@
  * Building the Inventory (and single VMs) from property-collector results. Pure functions over ObjectProps,
  * plus the property paths to ask for.
  */
+import { parseCustomAttributes } from './custom-fields';
 import { parseDisks, parseSnapshots } from './devices';
 import type { ObjectProps } from './property-collector';
 import type { AboutInfo, Inventory, MoRef, VmInfo } from './types';
@@ -21,6 +22,9 @@ export const VM_PATHS = [
   'guest.toolsStatus',
   'guest.toolsRunningStatus',
   'snapshot',
+  'resourcePool',
+  'customValue',
+  'availableField',
 ];
 
 const NAME_PARENT = ['name', 'parent'];
@@ -32,6 +36,7 @@ export const INVENTORY_PATHS: Record<string, string[]> = {
   ComputeResource: NAME_PARENT,
   ClusterComputeResource: NAME_PARENT,
   HostSystem: NAME_PARENT,
+  ResourcePool: NAME_PARENT,
   Datastore: [...NAME_PARENT, 'summary.capacity', 'summary.freeSpace'],
   VirtualMachine: VM_PATHS,
 };
@@ -116,9 +121,16 @@ export class EntityTree {
   }
 }
 
+/** "/DC0/vm/prod" for an entity whose ancestry the tree knows up to the root folder, else undefined. */
+function inventoryPath(tree: EntityTree, ref: MoRef | undefined): string | undefined {
+  if (!ref || !tree.get(ref) || tree.unknownAncestor(ref)) return undefined;
+  return `/${tree.path(ref)}`;
+}
+
 /** A VmInfo from a VM's properties; host, cluster and datacenter are resolved through the tree. */
 export function vmFromProps(object: ObjectProps, tree: EntityTree, datastoreNames?: Map<string, string>): VmInfo {
   const props = object.props;
+  const parent = moRef(props.get('parent'));
   const hostRef = moRef(props.get('runtime.host'));
   const host = tree.get(hostRef);
   const cluster = tree.ancestor(hostRef, 'ClusterComputeResource');
@@ -140,12 +152,17 @@ export function vmFromProps(object: ObjectProps, tree: EntityTree, datastoreName
     ['toolsRunningStatus', text(props.get('guest.toolsRunningStatus'))],
     ['host', host?.name],
     ['cluster', cluster?.name],
+    ['folderPath', inventoryPath(tree, parent?.type === 'Folder' ? parent : undefined)],
+    ['resourcePool', inventoryPath(tree, moRef(props.get('resourcePool')))],
   ];
   for (const [key, value] of optional) if (value !== undefined) (vm as unknown as Record<string, unknown>)[key] = value;
   const cbtEnabled = bool(props.get('config.changeTrackingEnabled'));
   const cbtSupported = bool(props.get('capability.changeTrackingSupported'));
   if (cbtEnabled !== undefined) vm.changeTrackingEnabled = cbtEnabled;
   if (cbtSupported !== undefined) vm.changeTrackingSupported = cbtSupported;
+  if (props.has('customValue') || props.has('availableField')) {
+    vm.customAttributes = parseCustomAttributes(props.get('customValue'), props.get('availableField'));
+  }
   return vm;
 }
 

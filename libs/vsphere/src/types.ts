@@ -1,6 +1,8 @@
 import type { Disk } from '@vmkeep/disk';
 import type { DiskChangeInfo } from './cbt';
 import type { VmConfig } from './vm-config';
+import type { VmTag } from './tags';
+import type { GuestCredentials, GuestFiles } from './guest-ops';
 
 /** How to reach a vCenter or ESXi host. */
 export interface ConnectOptions {
@@ -59,6 +61,12 @@ export interface VmInfo {
   datacenterPath: string;
   cluster?: string;
   host?: string;
+  /** Inventory path of the VM's folder, "/DC0/vm/prod" (absent for a VM inside a vApp). */
+  folderPath?: string;
+  /** Inventory path of the VM's resource pool, "/DC0/host/DC0_C0/Resources/prod". */
+  resourcePool?: string;
+  /** Custom attributes (CustomFieldsManager fields) by name. */
+  customAttributes?: Record<string, string>;
   disks: VmDiskInfo[];
   snapshots: { ref: MoRef; name: string; description?: string }[];
   /** config.changeTrackingEnabled (CBT switched on; active after the next stun, e.g. a snapshot). */
@@ -113,5 +121,15 @@ export interface VsphereSession {
    * with network names). Optional: a session without it records restore points without configuration.
    */
   vmConfig?(vmId: string): Promise<VmConfig>;
+  /**
+   * Guest file operations (GuestFileManager) on a running VM with guest credentials. Optional: a session
+   * without it cannot restore files into a guest.
+   */
+  guestFiles?(vmId: string, credentials: GuestCredentials): GuestFiles;
+  /**
+   * vSphere tags of every VM (vAPI tagging, tags.ts), by VM managed object id; undefined when the host has no
+   * tagging service (ESXi). Optional: a session without it syncs no tags.
+   */
+  vmTags?(): Promise<Map<string, VmTag[]> | undefined>;
   logout(): Promise<void>;
 }

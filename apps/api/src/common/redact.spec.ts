@@ -9,6 +9,8 @@ describe('redactSecrets', () => {
     ['<vim25:userName>root</vim25:userName><vim25:password>s3cr3t</vim25:password>', '<vim25:userName>root</vim25:userName><vim25:password>***</vim25:password>'],
     ['connect mysql://vmkeep:Db-Pa55@db:3306/vmkeep failed', 'connect mysql://vmkeep:***@db:3306/vmkeep failed'],
     ['VMKEEP_PASSPHRASE=correct-horse-battery', 'VMKEEP_PASSPHRASE=***'],
+    ['{"guestUser":"admin","guestPassword":"Gu3st!"}', '{"guestUser":"admin","guestPassword":***}'],
+    ['webhook_secret: s3cr3t-value', 'webhook_secret: ***'],
   ])('masks %s', (input, expected) => {
     expect(redactSecrets(input)).toBe(expected);
   });

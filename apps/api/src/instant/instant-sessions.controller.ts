@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, ParseUUIDPipe, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { InstantSessionsService, type InstantSessionView } from '@vmkeep/restore';
+import { InstantSessionsService, type InstantSessionListing } from '@vmkeep/restore';
 import { AuditService } from '../audit/audit.service';
 import { AuthUser, CurrentUser, hasRole, Roles } from '../auth/auth.decorators';
 import { CloseInstantSessionDto, ClosedInstantSessionDto, InstantSessionDto, StartInstantSessionDto } from './instant-sessions.dto';
@@ -24,21 +24,29 @@ export class InstantSessionsController {
     return session;
   }
 
-  /** Open sessions. Their URLs carry access tokens, so viewers get them without. */
+  /**
+   * Open sessions (also while closing, with migration progress), then sessions lost when their API process
+   * stopped, until they would have expired. URLs carry access tokens, so viewers get them without.
+   */
   @Get()
   @ApiOkResponse({ type: [InstantSessionDto] })
-  list(@CurrentUser() user: AuthUser): InstantSessionDto[] {
-    return this.sessions.list().map((s) => forCaller(user, s));
+  async list(@CurrentUser() user: AuthUser): Promise<InstantSessionDto[]> {
+    return (await this.sessions.list()).map((s) => forCaller(user, s));
   }
 
+  /** A session in any state (a closed one too, from its row). */
   @Get(':id')
   @ApiOkResponse({ type: InstantSessionDto })
   @ApiNotFoundResponse()
-  get(@CurrentUser() user: AuthUser, @Param('id', ParseUUIDPipe) id: string): InstantSessionDto {
-    return forCaller(user, this.sessions.get(id));
+  async get(@CurrentUser() user: AuthUser, @Param('id', ParseUUIDPipe) id: string): Promise<InstantSessionDto> {
+    return forCaller(user, await this.sessions.get(id));
   }
 
-  /** Disconnects clients; discards the overlay, or with `migrateTo` writes the merged disk first. */
+  /**
+   * Disconnects clients; discards the overlay, or first writes the merged disk to `migrateTo` or uploads it to
+   * `datastore` (progress: GET the session meanwhile). If that fails the session stays open. A lost session is
+   * dismissed.
+   */
   @Roles('operator')
   @Delete(':id')
   @HttpCode(200)
@@ -49,12 +57,12 @@ export class InstantSessionsController {
     @Param('id', ParseUUIDPipe) id: string,
     @Body() body: CloseInstantSessionDto,
   ): Promise<ClosedInstantSessionDto> {
-    const result = await this.sessions.close(id, { migrateTo: body?.migrateTo, format: body?.format });
+    const result = await this.sessions.close(id, { migrateTo: body?.migrateTo, format: body?.format, datastore: body?.datastore });
     await this.audit.record(user, 'instant.close', id, { migrated: result.migrated ?? null });
     return result;
   }
 }
 
-function forCaller(user: AuthUser, s: InstantSessionView): InstantSessionDto {
+function forCaller(user: AuthUser, s: InstantSessionListing): InstantSessionDto {
   return hasRole(user.role, 'operator') ? s : { ...s, url: null };
 }

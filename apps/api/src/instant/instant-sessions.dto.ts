@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUUID, Matches, Max, Min } from 'class-validator';
+import { Type } from 'class-transformer';
+import { IsBoolean, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, IsUUID, Matches, Max, Min, ValidateNested } from 'class-validator';
 import { MAX_TTL_MINUTES, MIGRATE_FORMATS, type MigrateFormat } from '@vmkeep/restore';
 
 export class StartInstantSessionDto {
@@ -25,6 +26,33 @@ export class StartInstantSessionDto {
   ttlMinutes?: number;
 }
 
+/** Migrate to production onto a datastore: the merged disk becomes FOLDER/FOLDER.vmdk + FOLDER-flat.vmdk. */
+export class DatastoreMigrationDto {
+  @ApiProperty({ format: 'uuid', description: 'Registered host (vCenter/ESXi) to upload through' })
+  @IsUUID()
+  hostId!: string;
+
+  @ApiProperty({ example: 'datastore1' })
+  @IsString()
+  @IsNotEmpty()
+  datastore!: string;
+
+  @ApiProperty({ description: 'New folder on the datastore (plain name)', example: 'web01-migrated' })
+  @IsString()
+  @Matches(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/, { message: 'folder must be a plain name (letters, digits, ".", "_", "-")' })
+  folder!: string;
+
+  @ApiPropertyOptional({ default: false, description: 'Mark the disk thin provisioned' })
+  @IsOptional()
+  @IsBoolean()
+  thin?: boolean;
+
+  @ApiPropertyOptional({ enum: ['lsilogic', 'buslogic', 'ide', 'legacyESX'], default: 'lsilogic' })
+  @IsOptional()
+  @IsIn(['lsilogic', 'buslogic', 'ide', 'legacyESX'])
+  adapterType?: 'lsilogic' | 'buslogic' | 'ide' | 'legacyESX';
+}
+
 export class CloseInstantSessionDto {
   @ApiPropertyOptional({ description: 'Migrate to production: file name (no folders) in the appliance\'s migrated/ folder for the merged disk; omitted = discard the overlay' })
   @IsOptional()
@@ -36,6 +64,18 @@ export class CloseInstantSessionDto {
   @IsOptional()
   @IsIn(MIGRATE_FORMATS)
   format?: MigrateFormat;
+
+  @ApiPropertyOptional({ type: DatastoreMigrationDto, description: 'Migrate to production onto a datastore instead of a file' })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => DatastoreMigrationDto)
+  datastore?: DatastoreMigrationDto;
+}
+
+export class MigrationProgressDto {
+  @ApiProperty({ description: 'Where the merged disk goes' }) target!: string;
+  @ApiProperty() bytesDone!: number;
+  @ApiProperty() bytesTotal!: number;
 }
 
 export class InstantSessionDto {
@@ -50,11 +90,18 @@ export class InstantSessionDto {
   @ApiProperty({ description: 'NBD clients connected now' }) clients!: number;
   @ApiProperty() createdAt!: string;
   @ApiProperty() expiresAt!: string;
+  @ApiProperty({
+    enum: ['active', 'closing', 'lost', 'closed', 'expired'],
+    description: 'active: served now; closing: writing the merged disk (see migration); lost: its API process stopped (listed until it would have expired)',
+  })
+  state!: string;
+  @ApiPropertyOptional({ type: MigrationProgressDto }) migration?: MigrationProgressDto;
+  @ApiProperty({ nullable: true, type: String, description: 'Why a session that is not active ended' }) endReason!: string | null;
 }
 
 export class MigratedDiskDto {
-  @ApiProperty({ description: 'Path of the merged disk on the appliance' }) path!: string;
-  @ApiProperty({ enum: MIGRATE_FORMATS }) format!: MigrateFormat;
+  @ApiProperty({ description: 'The file on the appliance, or "[datastore] folder/folder.vmdk"' }) path!: string;
+  @ApiProperty({ enum: [...MIGRATE_FORMATS, 'vmfs'] }) format!: string;
   @ApiProperty() bytes!: number;
 }
 

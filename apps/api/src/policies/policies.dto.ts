@@ -75,12 +75,35 @@ const names = (description: string) => [
 ];
 const apply = (decorators: PropertyDecorator[]): PropertyDecorator => (target, key) => decorators.forEach((d) => d(target, key));
 
+export class TagCriterionDto {
+  @ApiProperty({ example: 'env' }) @IsString() @MinLength(1) @MaxLength(255) category!: string;
+  @ApiProperty({ example: 'prod' }) @IsString() @MinLength(1) @MaxLength(255) name!: string;
+}
+
+export class AttributeCriterionDto {
+  @ApiProperty({ example: 'owner' }) @IsString() @MinLength(1) @MaxLength(255) name!: string;
+  @ApiProperty({ example: 'web-*', description: 'value glob (* and ?), case-insensitive' }) @IsString() @MinLength(1) @MaxLength(1024) value!: string;
+}
+
+const criteria = (type: new () => object, description: string) => [
+  ApiPropertyOptional({ type: [type], description }),
+  IsOptional(),
+  IsArray(),
+  ArrayMaxSize(500),
+  ValidateNested({ each: true }),
+  Type(() => type),
+];
+
 export class SelectionDto {
   @ApiPropertyOptional({ type: [String], format: 'uuid' }) @IsOptional() @IsArray() @IsUUID('all', { each: true, message: '$property must hold VM ids (UUIDs)' }) vmIds?: string[];
   @apply(names('VM name globs (* and ?), case-insensitive')) namePatterns?: string[];
   @apply(names('cluster names')) clusters?: string[];
   @apply(names('ESXi host names or registered host names')) hosts?: string[];
   @apply(names('datacenter names')) datacenters?: string[];
+  @apply(names('VM folder inventory paths, e.g. /DC0/vm/prod (subfolders included)')) folders?: string[];
+  @apply(names('resource pool names, or inventory paths /DC0/host/C0/Resources/prod (child pools included)')) resourcePools?: string[];
+  @apply(criteria(TagCriterionDto, 'vSphere tags (category and tag name)')) tags?: TagCriterionDto[];
+  @apply(criteria(AttributeCriterionDto, 'custom attributes: name and value glob')) customAttributes?: AttributeCriterionDto[];
   @ApiPropertyOptional({ type: [String], format: 'uuid' }) @IsOptional() @IsArray() @IsUUID('all', { each: true, message: '$property must hold VM ids (UUIDs)' }) excludeVmIds?: string[];
   @apply(names('VM name globs never selected')) excludePatterns?: string[];
 }
@@ -117,6 +140,8 @@ export class CreatePolicyDto {
   @ApiPropertyOptional({ type: ConcurrencyDto }) @IsOptional() @ValidateNested() @Type(() => ConcurrencyDto) concurrency?: ConcurrencyDto;
   @ApiPropertyOptional({ default: 0 }) @IsOptional() @IsInt() @Min(0) @Max(10) retries?: number;
   @ApiPropertyOptional({ default: 60 }) @IsOptional() @IsInt() @Min(1) @Max(86400) retryBackoffSeconds?: number;
+  @ApiPropertyOptional({ nullable: true, type: String, format: 'uuid', description: 'repository the backups go to; null = the default repository' })
+  @IsOptional() @IsUUID() repositoryId?: string | null;
 }
 
 export class UpdatePolicyDto extends PartialType(CreatePolicyDto) {}
@@ -137,6 +162,7 @@ export class PolicyDto {
   @ApiProperty({ type: ConcurrencyDto }) concurrency!: ConcurrencyDto;
   @ApiProperty() retries!: number;
   @ApiProperty() retryBackoffSeconds!: number;
+  @ApiProperty({ nullable: true, type: String, description: 'repository the backups go to; null = the default' }) repositoryId!: string | null;
   @ApiProperty({ nullable: true, type: Date }) nextRunAt!: Date | null;
   @ApiProperty({ type: Object, isArray: true, description: 'VMs selected now: { id, name, reason }' }) vms!: { id: string; name: string; reason: string }[];
   @ApiProperty({ type: Object, isArray: true, description: 'VMs other enabled policies select too' }) overlaps!: { vmId: string; vmName: string; policies: { id: string; name: string }[] }[];

@@ -22,8 +22,10 @@ export class RestorePointDto {
   @ApiProperty() vmId!: string;
   @ApiProperty({ nullable: true, type: String, description: 'Name of the VM; null once its host was removed' }) vmName!: string | null;
   @ApiProperty({ nullable: true, type: String }) jobId!: string | null;
+  @ApiProperty({ nullable: true, type: String, description: 'Repository holding the point (GET /api/repositories); null for points older than repositories' }) repositoryId!: string | null;
   @ApiProperty({ enum: ['backup', 'archive'] }) kind!: 'backup' | 'archive';
   @ApiProperty() quiesced!: boolean;
+  @ApiProperty({ nullable: true, type: String, description: 'why the point is crash-consistent although quiescing was asked for' }) quiesceNote!: string | null;
   @ApiProperty({ type: [RestorePointDiskDto] }) disks!: RestorePointDiskDto[];
   @ApiProperty({ description: 'Sum of the virtual disk sizes' }) sizeBytes!: number;
   @ApiProperty({ description: 'Bytes this point added to the repository' }) storedBytes!: number;

@@ -4,7 +4,7 @@ import { In, Repository as TypeOrmRepository } from 'typeorm';
 import { VmkeepError } from '@vmkeep/contracts';
 import type { Disk } from '@vmkeep/disk';
 import { RestorePointEntity, VmEntity } from '@vmkeep/persistence';
-import { Repository } from '@vmkeep/repository';
+import { openPointRepository } from '@vmkeep/repositories';
 import type { RestorePointDto } from './restore-points.dto';
 
 const NEWEST_FIRST = { createdAt: 'DESC', id: 'DESC' } as const;
@@ -39,7 +39,7 @@ export class RestorePointsService {
     const point = await this.entity(id);
     const entry = point.disks.find((d) => d.key === key);
     if (!entry) throw new VmkeepError(`restore point ${id} has no disk ${JSON.stringify(key)}`, 'not_found');
-    const repository = await Repository.open(point.repositoryPath);
+    const repository = await openPointRepository(point);
     const disk = await repository.openDisk(point.repositoryPointId, key);
     const baseName = `${safeName(point.createdAt)}-${safeName(entry.label || key)}`;
     return { disk, fileName: `${baseName}.raw`, baseName };
@@ -53,7 +53,7 @@ export class RestorePointsService {
     const point = await this.entity(id);
     const row = await this.vms.findOne({ where: { id: point.vmId }, select: { id: true, name: true, guestId: true } });
     const vm = { name: row?.name ?? `vm-${point.vmId}`, guestId: row?.guestId ?? null };
-    const repository = await Repository.open(point.repositoryPath);
+    const repository = await openPointRepository(point);
     const disks: Disk[] = [];
     try {
       for (const entry of [...point.disks].sort((a, b) => a.deviceKey - b.deviceKey)) {
@@ -92,8 +92,10 @@ function restorePointView(p: RestorePointEntity, vmName: string | null): Restore
     vmId: p.vmId,
     vmName,
     jobId: p.jobId,
+    repositoryId: p.repositoryId,
     kind: p.kind,
     quiesced: p.quiesced,
+    quiesceNote: p.quiesceNote ?? null,
     disks: p.disks.map((d) => ({ key: d.key, deviceKey: d.deviceKey, label: d.label, capacityBytes: d.capacityBytes, fileName: d.fileName })),
     sizeBytes: p.sizeBytes,
     storedBytes: p.storedBytes,

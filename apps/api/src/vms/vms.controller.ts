@@ -58,8 +58,13 @@ export class VmsController {
   @ApiAcceptedResponse({ type: JobDto })
   @ApiConflictResponse({ description: 'The VM already has a queued or running backup, or is missing on its host' })
   async backup(@CurrentUser() user: AuthUser, @Param('id', ParseUUIDPipe) id: string, @Body() body: BackupRequestDto): Promise<JobDto> {
-    const { job, vm } = await this.jobs.startBackup(id, body.quiesce ?? false, user);
-    await this.audit.record(user, 'backup.start', job.id, { vmId: vm.id, vm: vm.name, quiesce: body.quiesce ?? false });
+    const { job, vm } = await this.jobs.startBackup(id, body.quiesce ?? false, user, body.repositoryId);
+    await this.audit.record(user, 'backup.start', job.id, {
+      vmId: vm.id,
+      vm: vm.name,
+      quiesce: body.quiesce ?? false,
+      ...(body.repositoryId ? { repositoryId: body.repositoryId } : {}),
+    });
     return job;
   }
 
@@ -95,6 +100,10 @@ function vmView(v: VmEntity, totals: DiskTotals): VmDto {
     datacenter: v.datacenter,
     cluster: v.cluster,
     esxHost: v.esxHost,
+    folderPath: v.folderPath,
+    resourcePool: v.resourcePool,
+    tags: v.tags,
+    customAttributes: v.customAttributes,
     missing: v.missing,
     lastSeenAt: v.lastSeenAt,
     ...totals,

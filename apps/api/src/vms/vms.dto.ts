@@ -36,6 +36,11 @@ export class VmDto {
   @ApiProperty({ nullable: true, type: String }) datacenter!: string | null;
   @ApiProperty({ nullable: true, type: String }) cluster!: string | null;
   @ApiProperty({ nullable: true, type: String }) esxHost!: string | null;
+  @ApiProperty({ nullable: true, type: String, example: '/DC0/vm/prod' }) folderPath!: string | null;
+  @ApiProperty({ nullable: true, type: String, example: '/DC0/host/C0/Resources/gold' }) resourcePool!: string | null;
+  @ApiProperty({ nullable: true, type: Object, isArray: true, description: 'vSphere tags { category, name }; null when the host has no tagging service' })
+  tags!: { category: string; name: string }[] | null;
+  @ApiProperty({ nullable: true, type: Object, description: 'custom attributes by name' }) customAttributes!: Record<string, string> | null;
   @ApiProperty({ description: 'The last inventory sync did not find the VM' }) missing!: boolean;
   @ApiProperty({ nullable: true, type: Date }) lastSeenAt!: Date | null;
   @ApiProperty({ description: 'Number of virtual disks found by the last sync' }) diskCount!: number;

@@ -4,6 +4,7 @@ import { bytes, mbPerSecond } from '../format';
 import type { Runner } from '../program';
 import { ProgressBar } from '../progress-bar';
 import { resolveVm, type JobView } from '../resources';
+import { resolveRepository } from './repositories';
 
 const FINAL = ['succeeded', 'failed', 'cancelled'];
 const POLL_MS = 500;
@@ -16,10 +17,12 @@ export function registerBackup(program: Command, run: Runner): void {
     .description('back up a VM now (by name or id)')
     .option('--quiesce', 'quiesce the guest file systems (needs VMware Tools)')
     .option('--wait', 'follow the job with a progress bar until it ends; exit code 1 unless it succeeded')
+    .option('--repository <repository>', 'repository to write to, by name or id (default: the default repository)')
     .action(
-      run(async (ctx, opts: { quiesce?: boolean; wait?: boolean }, ref: string) => {
+      run(async (ctx, opts: { quiesce?: boolean; wait?: boolean; repository?: string }, ref: string) => {
         const vm = await resolveVm(ctx, ref);
-        const job = await ctx.client.post<JobView>(`/api/vms/${vm.id}/backup`, { quiesce: opts.quiesce === true });
+        const repositoryId = opts.repository ? (await resolveRepository(ctx, opts.repository)).id : undefined;
+        const job = await ctx.client.post<JobView>(`/api/vms/${vm.id}/backup`, { quiesce: opts.quiesce === true, ...(repositoryId ? { repositoryId } : {}) });
         if (!opts.wait) {
           ctx.print(job, () => `backup of ${vm.name} queued: job ${job.id}`);
           return 0;

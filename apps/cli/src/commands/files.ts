@@ -24,6 +24,7 @@ import {
 } from '@vmkeep/restore';
 import { CliContext, CliError } from '../context';
 import { bytes, table } from '../format';
+import { resolveVm } from '../resources';
 import type { Runner } from '../program';
 
 /** What `ls` and `get` need, from the API or from a local browser. */
@@ -174,6 +175,59 @@ export function registerFiles(program: Command, run: Runner): void {
     .option('--volume <n>', VOLUME_HELP)
     .requiredOption('--output <file|dir>', 'file to write, or folder to unpack into')
     .action(run(async (ctx, opts: GetOptions, point: string, guestPath: string) => get(ctx, apiSource(ctx, point), opts.volume, guestPath, opts.output)));
+  files
+    .command('restore <point> <path>')
+    .description('restore a file or folder into the running guest of a VM (vSphere guest operations; needs VMware Tools)')
+    .option('--to-guest', 'write into the guest (the only target so far)')
+    .option('--vm <vm>', "target VM by name or id (default: the point's VM)")
+    .option('--volume <n>', VOLUME_HELP)
+    .requiredOption('--guest-path <folder>', 'folder in the guest to restore into, made when missing ("/restore", "C:\\restore")')
+    .requiredOption('--guest-user <user>', 'guest OS user name')
+    .option('--guest-password-stdin', 'read the guest password from standard input')
+    .option('--guest-password <password>', 'guest password (prefer --guest-password-stdin)')
+    .option('--overwrite', 'replace files that exist in the guest (folders are merged)')
+    .action(run(async (ctx, opts: RestoreToGuestOptions, point: string, guestPath: string) => restoreIntoGuest(ctx, opts, point, guestPath)));
+}
+
+interface RestoreToGuestOptions extends LsOptions {
+  toGuest?: boolean;
+  vm?: string;
+  guestPath: string;
+  guestUser: string;
+  guestPassword?: string;
+  guestPasswordStdin?: boolean;
+  overwrite?: boolean;
+}
+
+interface RestoreToGuestResult {
+  target: string;
+  vmId: string;
+  folders: number;
+  files: number;
+  bytes: number;
+  skipped: { path: string; reason: string }[];
+}
+
+async function restoreIntoGuest(ctx: CliContext, opts: RestoreToGuestOptions, point: string, guestPath: string): Promise<void> {
+  if (!opts.toGuest) throw new CliError('give --to-guest: files are restored into the running guest of a VM (use "files get" to download them)');
+  const password = await ctx.password({ password: opts.guestPassword, passwordStdin: opts.guestPasswordStdin }, 'guest password');
+  const source = apiSource(ctx, point);
+  const vol = await pickVolume(source, parseVolume(opts.volume));
+  const vmId = opts.vm ? (await resolveVm(ctx, opts.vm)).id : undefined;
+  const result = await ctx.client.post<RestoreToGuestResult>(`/api/restore-points/${encodeURIComponent(point)}/volumes/${vol}/restore-to-guest`, {
+    path: guestPath,
+    guestPath: opts.guestPath,
+    guestUser: opts.guestUser,
+    guestPassword: password,
+    ...(vmId ? { vmId } : {}),
+    ...(opts.overwrite ? { overwrite: true } : {}),
+  });
+  ctx.print(result, () =>
+    [
+      `restored ${result.target}: ${result.files} file(s), ${result.folders} folder(s), ${bytes(result.bytes)}`,
+      ...result.skipped.map((s) => `skipped ${s.path}: ${s.reason}`),
+    ].join('\n'),
+  );
 }
 
 /** Runs a body with an opened repository (repo.ts's withRepo). */

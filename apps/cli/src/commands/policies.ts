@@ -3,6 +3,7 @@ import { CliError, type CliContext } from '../context';
 import { table } from '../format';
 import type { Runner } from '../program';
 import { resolveVm } from '../resources';
+import { resolveRepository } from './repositories';
 
 /** A policy as GET /api/policies returns it (the fields the CLI shows). */
 export interface PolicyView {
@@ -13,7 +14,7 @@ export interface PolicyView {
   timeZone: string;
   schedule: Record<string, unknown>;
   window: { start: string; end: string } | null;
-  selection: Record<string, string[]>;
+  selection: Record<string, unknown[]>;
   retention: Record<string, number>;
   quiesce: string;
   cbt: boolean;
@@ -21,6 +22,8 @@ export interface PolicyView {
   concurrency: Record<string, number>;
   retries: number;
   retryBackoffSeconds: number;
+  /** Null: the default repository. */
+  repositoryId?: string | null;
   nextRunAt: string | null;
   vms: { id: string; name: string; reason: string }[];
   overlaps: { vmId: string; vmName: string; policies: { id: string; name: string }[] }[];
@@ -38,6 +41,10 @@ interface PolicyOptions {
   cluster: string[];
   host: string[];
   datacenter: string[];
+  folder: string[];
+  pool: string[];
+  tag: string[];
+  attribute: string[];
   excludeVm: string[];
   excludePattern: string[];
   keepLast?: string;
@@ -56,6 +63,7 @@ interface PolicyOptions {
   retryBackoff?: string;
   enabled?: boolean;
   name?: string;
+  repository?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -72,6 +80,10 @@ function addPolicyOptions(cmd: Command): Command {
     .option('--cluster <name>', 'cluster (repeatable)', collect, [])
     .option('--host <name>', 'ESXi host or registered host (repeatable)', collect, [])
     .option('--datacenter <name>', 'datacenter (repeatable)', collect, [])
+    .option('--folder <path>', 'VM folder inventory path, subfolders included, e.g. /DC0/vm/prod (repeatable)', collect, [])
+    .option('--pool <name|path>', 'resource pool name, or inventory path with child pools (repeatable)', collect, [])
+    .option('--tag <category:tag>', 'vSphere tag, e.g. env:prod (repeatable)', collect, [])
+    .option('--attribute <name=glob>', 'custom attribute whose value matches the glob, e.g. owner=web-* (repeatable)', collect, [])
     .option('--exclude-vm <vm>', 'never this VM, by name or id (repeatable)', collect, [])
     .option('--exclude-pattern <glob>', 'never VMs matching (repeatable)', collect, [])
     .option('--keep-last <n>', 'keep the newest n restore points')
@@ -89,6 +101,7 @@ function addPolicyOptions(cmd: Command): Command {
     .option('--max-per-datastore <n>', 'most backup jobs at once per datastore')
     .option('--retries <n>', 'extra attempts after a failed backup')
     .option('--retry-backoff <seconds>', 'wait before the first retry (doubles each time)')
+    .option('--repository <repository>', 'repository the backups go to, by name or id (naming the default one follows the default)')
     .option('--enable', 'enable the policy')
     .option('--disable', 'disable the policy');
 }
@@ -209,6 +222,10 @@ async function policyBody(ctx: CliContext, o: PolicyOptions, current?: PolicyVie
     clusters: o.cluster.length ? o.cluster : undefined,
     hosts: o.host.length ? o.host : undefined,
     datacenters: o.datacenter.length ? o.datacenter : undefined,
+    folders: o.folder.length ? o.folder : undefined,
+    resourcePools: o.pool.length ? o.pool : undefined,
+    tags: o.tag.length ? o.tag.map((t) => splitPair(t, ':', '--tag', 'category:tag')).map(([category, name]) => ({ category, name })) : undefined,
+    customAttributes: o.attribute.length ? o.attribute.map((a) => splitPair(a, '=', '--attribute', 'name=glob')).map(([name, value]) => ({ name, value })) : undefined,
     excludeVmIds: o.excludeVm.length ? await vmIds(o.excludeVm) : undefined,
     excludePatterns: o.excludePattern.length ? o.excludePattern : undefined,
   });
@@ -239,7 +256,20 @@ async function policyBody(ctx: CliContext, o: PolicyOptions, current?: PolicyVie
       enabled: o.enabled,
     }),
   );
+  if (o.repository !== undefined) {
+    // The default repository is sent as null: the policy then follows whichever repository is the default.
+    const target = await resolveRepository(ctx, o.repository);
+    body.repositoryId = target.isDefault ? null : target.id;
+  }
   return body;
+}
+
+/** "a<sep>b" with both parts non-empty (split at the first separator). */
+function splitPair(text: string, sep: string, option: string, form: string): [string, string] {
+  const at = text.indexOf(sep);
+  const [a, b] = at < 0 ? ['', ''] : [text.slice(0, at).trim(), text.slice(at + 1).trim()];
+  if (!a || !b) throw new CliError(`${option} needs ${form} (got "${text}")`);
+  return [a, b];
 }
 
 function parseWeekly(text: string): { days: string[]; at: string } {
@@ -254,12 +284,27 @@ function parseWindow(text: string): { start: string; end: string } {
   return { start: m[1], end: m[2] };
 }
 
+/** "patterns web-*; tags env:prod; attributes owner=web-*": the non-empty criteria of a selection. */
+function describeSelection(selection: PolicyView['selection']): string {
+  const show = (v: unknown) => {
+    const o = v as Record<string, string>;
+    if (typeof v !== 'object' || v === null) return String(v);
+    return 'category' in o ? `${o.category}:${o.name}` : `${o.name}=${o.value}`;
+  };
+  return Object.entries(selection ?? {})
+    .filter(([, list]) => Array.isArray(list) && list.length > 0)
+    .map(([key, list]) => `${key} ${list.map(show).join(', ')}`)
+    .join('; ');
+}
+
 function describePolicy(p: PolicyView): string {
   const lines = [
     `${p.name} (${p.enabled ? 'enabled' : 'disabled'}): ${p.cron} ${p.timeZone}${p.window ? `, window ${p.window.start}-${p.window.end}` : ''}`,
     `  next run: ${p.nextRunAt ?? '-'}; quiesce ${p.quiesce}; cbt ${p.cbt ? 'on' : 'off'}; priority ${p.priority}; retries ${p.retries} (backoff ${p.retryBackoffSeconds} s)`,
     `  retention: ${Object.entries(p.retention).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `  limits: ${Object.entries(p.concurrency).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
+    `  repository: ${p.repositoryId ?? 'default'}`,
+    `  selection: ${describeSelection(p.selection) || 'nothing'}`,
     `  VMs (${p.vms.length}): ${p.vms.map((v) => `${v.name} [${v.reason}]`).join(', ') || 'none'}`,
     ...p.warnings.map((w) => `  warning: ${w}`),
   ];

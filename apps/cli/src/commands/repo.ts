@@ -24,6 +24,7 @@ import { CliContext, CliError } from '../context';
 import { bytes, table } from '../format';
 import type { Runner } from '../program';
 import { registerRepoFiles } from './files';
+import { registerRepoNbd } from './repo-nbd';
 import { ProgressBar } from '../progress-bar';
 
 interface RepoOptions {
@@ -137,6 +138,11 @@ function openRepo(ctx: CliContext, opts: RepoOptions): Promise<Repository> {
   const { passphrase } = loadRepoCliConfig({ repo: opts.repo });
   return openAt(ctx, resolveLocation(opts.repo), passphrase, 'Repository passphrase: ');
 }
+
+/** How a command body gets the repository opened for it (see withRepo). */
+export type WithRepo = <O extends RepoOptions>(
+  body: (ctx: CliContext, repo: Repository, opts: O, ...args: string[]) => Promise<number | void>,
+) => (ctx: CliContext, opts: O, ...args: string[]) => Promise<number | void>;
 
 /** Runs a command body with the repository open; the hashing workers are shut down afterwards. */
 function withRepo<O extends RepoOptions>(
@@ -275,13 +281,17 @@ export function registerRepo(program: Command, run: Runner): void {
       ),
     );
 
-  cmd('restore <point>', 'write a disk of a restore point to a file')
+  cmd('restore-image <point> [out]', 'write a disk of a restore point to a file (OUT or --output)')
+    .alias('restore')
     .option('--disk <key>', 'disk key (needed when the point has more than one disk)')
-    .requiredOption('--output <file>', 'file to write (appears only when complete)')
+    .option('--output <file>', 'file to write (appears only when complete); same as OUT')
     .option('--format <format>', `output format: ${OUTPUT_FORMATS.join(', ')}`, 'raw')
     .action(
       run(
-        withRepo(async (ctx, r, opts: RepoOptions & { disk?: string; output: string; format: string }, pointId: string) => {
+        withRepo(async (ctx, r, opts: RepoOptions & { disk?: string; output?: string; format: string }, pointId: string, out?: string) => {
+          if (out !== undefined && opts.output !== undefined && out !== opts.output) throw new CliError('give the output file once: OUT or --output');
+          const output = out ?? opts.output;
+          if (output === undefined) throw new CliError('give the output file: repo restore-image POINT OUT (or --output FILE)');
           if (!OUTPUT_FORMATS.includes(opts.format as OutputFormat)) {
             throw new CliError(`unknown format "${opts.format}" (supported: ${OUTPUT_FORMATS.join(', ')})`);
           }
@@ -294,7 +304,7 @@ export function registerRepo(program: Command, run: Runner): void {
           const bar = new ProgressBar(ctx, disk.size, key);
           const started = Date.now();
           try {
-            const result = await writeImage(disk, opts.output, opts.format as OutputFormat, {
+            const result = await writeImage(disk, output, opts.format as OutputFormat, {
               onProgress: (done, total) => bar.update(done, total, speed(done, started)),
             });
             await bar.stop();
@@ -448,6 +458,7 @@ export function registerRepo(program: Command, run: Runner): void {
       }),
     );
   registerRepoFiles(repo, run, withRepo);
+  registerRepoNbd(cmd, run, withRepo);
 }
 
 /** "1048576", "1M", "256K", "1MiB" → bytes. */

@@ -8,11 +8,15 @@ import type { Disk } from '@vmkeep/disk';
 import { BlockCache, BufferFile, DirectoryIndex, MappedFile, RawEntry, Run, TreeFileSystem } from '../file';
 import { FileSystemError } from '../errors';
 import type { FileHandle, FileStat, FileType } from '../types';
+import {
+  direntBlockCsumOk, dxBlockCsumOk, dxCountOffset, extentBlockCsumOk, groupDescCsumOk, hasDirentTail, inodeCsumOk, inodeSeed,
+} from './checksum';
 import { INCOMPAT, readSuperblock, Superblock } from './superblock';
 
 const ROOT_INO = 2;
 const FLAG_EXTENTS = 0x80000;
 const FLAG_INLINE = 0x10000000;
+const FLAG_INDEX = 0x1000;
 const EXTENT_MAGIC = 0xf30a;
 const MAX_EXTENT_DEPTH = 5;
 const MAX_RUNS = 1 << 20;
@@ -36,6 +40,8 @@ export interface Inode {
   ctimeMs: number;
   mtimeMs: number;
   raw: Buffer;
+  /** Seed of this inode's extent and directory block checksums (metadata_csum; 0 otherwise). */
+  csumSeed: number;
 }
 
 const TYPES: Record<number, FileType> = {
@@ -51,6 +57,8 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
   readonly warnings: string[];
   private readonly cache: BlockCache;
   private readonly dirIndex = new DirectoryIndex<number>();
+  /** Groups whose descriptor checksum was verified. */
+  private readonly checkedGroups = new Set<number>();
   private readonly bs: number;
 
   private constructor(
@@ -112,6 +120,12 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
     const at = (g % perBlock) * descSize;
     const table = data.readUInt32LE(at + 8) + (descSize >= 64 ? data.readUInt32LE(at + 0x28) * 2 ** 32 : 0);
     const flags = data.readUInt16LE(at + 0x12);
+    if (this.sb.metadataCsum && !this.checkedGroups.has(g)) {
+      if (!groupDescCsumOk(this.sb.csumSeed, g, data.subarray(at, at + descSize))) {
+        throw this.error(`group descriptor ${g}`, 'checksum (crc32c) does not match: the descriptor is damaged', block * this.bs + at + 0x1e);
+      }
+      this.checkedGroups.add(g);
+    }
     const tableBlocks = Math.ceil((this.sb.inodesPerGroup * this.sb.inodeSize) / this.bs);
     const where = block * this.bs + at;
     if (flags & 1) throw this.error(`group descriptor ${g}`, 'inode table is marked uninitialised', where + 0x12);
@@ -132,6 +146,11 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
     const at = byteInTable % this.bs;
     const raw = data.subarray(at, at + inodeSize);
     const offset = blockNo * this.bs + at;
+    const csumSeed = this.sb.metadataCsum ? inodeSeed(this.sb.csumSeed, ino, raw) : 0;
+    if (this.sb.metadataCsum && inodeSize > 128 && 128 + raw.readUInt16LE(0x80) > inodeSize) {
+      throw this.error(`inode ${ino}`, `i_extra_isize ${raw.readUInt16LE(0x80)} is too large`, offset + 0x80);
+    }
+    if (this.sb.metadataCsum && !inodeCsumOk(csumSeed, raw)) throw this.error(`inode ${ino}`, 'checksum (crc32c) does not match: the inode is damaged', offset + 0x7c);
     const mode = raw.readUInt16LE(0);
     if (mode === 0 || !TYPES[mode & 0xf000]) throw this.error(`inode ${ino}`, `mode 0o${mode.toString(8)} is not a valid file type`, offset);
     const extra = inodeSize > 128 ? raw.readUInt16LE(0x80) : 0;
@@ -149,7 +168,7 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
     const size = raw.readUInt32LE(0x4) + raw.readUInt32LE(0x6c) * 2 ** 32;
     if (!Number.isSafeInteger(size)) throw this.error(`inode ${ino}`, 'size is out of range', offset + 0x6c);
     return {
-      ino, offset, mode, size, raw,
+      ino, offset, mode, size, raw, csumSeed,
       uid: raw.readUInt16LE(0x2) | (raw.readUInt16LE(0x78) << 16),
       gid: raw.readUInt16LE(0x18) | (raw.readUInt16LE(0x7a) << 16),
       links: raw.readUInt16LE(0x1a),
@@ -240,6 +259,10 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
     const depth = buf.readUInt16LE(6);
     if (entries > max || 12 + max * 12 > buf.length) throw this.error(where, `${entries}/${max} entries do not fit the node`, at + 2);
     if (depth > MAX_EXTENT_DEPTH || (expectDepth >= 0 && depth !== expectDepth)) throw this.error(where, `depth ${depth} is invalid here`, at + 6);
+    // Extent blocks (not the root inside the inode) end in a checksum tail.
+    if (this.sb.metadataCsum && expectDepth >= 0 && !extentBlockCsumOk(node.csumSeed, buf)) {
+      throw this.error(`inode ${node.ino} extent block`, 'checksum (crc32c) does not match: the extent block is damaged', at);
+    }
     let prev = -1;
     for (let i = 0; i < entries; i++) {
       const e = 12 + i * 12;
@@ -301,8 +324,24 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
     const file = new MappedFile(this.volume, this.type, dir.size, await this.runs(dir));
     for (let block = 0; block * this.bs < dir.size; block++) {
       const data = await file.read(block * this.bs, Math.min(this.bs, dir.size - block * this.bs));
+      if (this.sb.metadataCsum && data.length === this.bs) this.checkDirBlock(dir, data, block);
       yield* this.parseBlock(dir, data, block * this.bs);
     }
+  }
+
+  /**
+   * metadata_csum: a leaf block's dirent tail (its rec_len chain reaches the tail), or else an htree index block's
+   * dx_tail, must match.
+   */
+  private checkDirBlock(dir: Inode, data: Buffer, block: number): void {
+    const where = `directory ${dir.ino} block ${block}`;
+    if (hasDirentTail(data)) {
+      if (!direntBlockCsumOk(dir.csumSeed, data)) throw this.error(where, 'checksum (crc32c) does not match: the directory block is damaged');
+      return;
+    }
+    const countOffset = dir.flags & FLAG_INDEX ? dxCountOffset(data, block === 0, this.bs) : undefined;
+    if (countOffset === undefined) throw this.error(where, 'the directory block has no checksum tail: it is damaged');
+    if (!dxBlockCsumOk(dir.csumSeed, data, countOffset)) throw this.error(where, 'checksum (crc32c) of the htree index block does not match: it is damaged');
   }
 
   private *parseBlock(dir: Inode, data: Buffer, at: number): Iterable<{ name: string; raw: Buffer; ino: number }> {

@@ -2,6 +2,7 @@
 import type { Disk } from '@vmkeep/disk';
 import { cString, uuidText } from '../bytes';
 import { FileSystemError, UnsupportedFileSystemError } from '../errors';
+import { checksumSeed, SB_CHECKSUM_OFFSET, superblockCsumOk } from './checksum';
 
 export const SUPERBLOCK_OFFSET = 1024;
 export const EXT_MAGIC = 0xef53;
@@ -16,6 +17,7 @@ const INCOMPAT_SUPPORTED = INCOMPAT.filetype | INCOMPAT.recover | INCOMPAT.metaB
 const INCOMPAT_EXT3 = INCOMPAT.filetype | INCOMPAT.recover | INCOMPAT.metaBg;
 const RO_COMPAT_EXT3 = 0x1 | 0x2 | 0x4;
 const RO_COMPAT_SPARSE_SUPER = 0x1;
+const RO_COMPAT_METADATA_CSUM = 0x400;
 const COMPAT_HAS_JOURNAL = 0x4;
 
 export interface Superblock {
@@ -32,6 +34,10 @@ export interface Superblock {
   firstMetaBg: number;
   incompat: number;
   sparseSuper: boolean;
+  /** metadata_csum: group descriptors, inodes, extent and directory blocks carry CRC-32C checksums (checksum.ts). */
+  metadataCsum: boolean;
+  /** Seed of those checksums (0 without metadata_csum). */
+  csumSeed: number;
   label: string;
   uuid: string;
   dirty: boolean;
@@ -49,6 +55,11 @@ export async function readSuperblock(volume: Disk): Promise<Superblock> {
   if (incompat & INCOMPAT.journalDev) throw new UnsupportedFileSystemError('ext-journal', 'an external ext journal device holds no files');
   const unknown = incompat & ~INCOMPAT_SUPPORTED;
   if (unknown) throw new UnsupportedFileSystemError('ext4', `incompatible feature bits 0x${unknown.toString(16)} are not supported yet`, SUPERBLOCK_OFFSET + 0x60);
+  const metadataCsum = (roCompat & RO_COMPAT_METADATA_CSUM) !== 0;
+  if (metadataCsum) {
+    if (sb[0x175] !== 1) throw fail('s_checksum_type', `checksum type ${sb[0x175]} is not crc32c`, 0x175);
+    if (!superblockCsumOk(sb)) throw fail('checksum', 'the superblock checksum (crc32c) does not match: the superblock is damaged', SB_CHECKSUM_OFFSET);
+  }
   const logBlock = sb.readUInt32LE(0x18);
   if (logBlock > 6) throw fail('s_log_block_size', `block size 2^(10+${logBlock}) is invalid`, 0x18);
   const blockSize = 1024 << logBlock;
@@ -85,6 +96,7 @@ export async function readSuperblock(volume: Disk): Promise<Superblock> {
   return {
     type, blockSize, blocksCount, inodesCount, firstDataBlock, blocksPerGroup, inodesPerGroup, inodeSize, groupCount, descSize,
     firstMetaBg: sb.readUInt32LE(0x104), incompat, sparseSuper: (roCompat & RO_COMPAT_SPARSE_SUPER) !== 0,
+    metadataCsum, csumSeed: metadataCsum ? checksumSeed(sb, (incompat & INCOMPAT.csumSeed) !== 0) : 0,
     label: cString(sb, 0x78, 16), uuid: uuidText(sb, 0x68), dirty, warnings,
   };
 }

@@ -8,16 +8,22 @@ export * from './restore-point.entity';
 export * from './audit-log.entity';
 export * from './policy.entity';
 export * from './policy-run.entity';
+export * from './instant-session.entity';
+export * from './repository.entity';
+export * from './webhook.entity';
 import { ApiTokenEntity } from './api-token.entity';
 import { AuditLogEntity } from './audit-log.entity';
 import { HostEntity } from './host.entity';
+import { InstantSessionEntity } from './instant-session.entity';
 import { JobEntity } from './job.entity';
 import { PolicyRunEntity } from './policy-run.entity';
 import { PolicyEntity } from './policy.entity';
+import { RepositoryEntity } from './repository.entity';
 import { RestorePointEntity } from './restore-point.entity';
 import { UserEntity } from './user.entity';
 import { VmDiskEntity } from './vm-disk.entity';
 import { VmEntity } from './vm.entity';
+import { WebhookDeliveryEntity, WebhookEntity } from './webhook.entity';
 
 export const ENTITIES = [
   UserEntity,
@@ -30,4 +36,8 @@ export const ENTITIES = [
   AuditLogEntity,
   PolicyEntity,
   PolicyRunEntity,
+  RepositoryEntity,
+  WebhookEntity,
+  WebhookDeliveryEntity,
+  InstantSessionEntity,
 ];

@@ -2,6 +2,35 @@ import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from 
 import type { JobState, JobType } from '@vmkeep/contracts';
 import { bigintToNumber } from './columns';
 
+/** What one disk of a backup job did (issue 5 job history); also kept on the restore point disk as `figures`. */
+export interface JobDiskFigures {
+  /** Repository disk key (`disk-<deviceKey>`). */
+  key: string;
+  label: string;
+  capacityBytes: number;
+  /** How the disk was read: only the areas changed since the parent point (CBT), or whole. */
+  mode: 'full' | 'incremental';
+  /** Why a full read was done (no parent, CBT reset, disk resized, ...). */
+  fullReason?: string;
+  /** Bytes read from the host. */
+  bytesRead: number;
+  /** Bytes the host reported changed (incremental) or allocated (full read of allocated areas only). */
+  changedBytes: number;
+  /** Compressed bytes of the chunks this disk added to the repository. */
+  newBytes: number;
+  newChunks: number;
+  /** Chunks of the disk (zero chunks included). */
+  chunks: number;
+  zeroChunks: number;
+  /** Chunks already in the repository (parent chunks included). */
+  dedupChunks: number;
+  /** Share of the disk's non-zero chunks that were already stored, 0–1 (1 = nothing new). */
+  dedupRatio: number;
+  durationMs: number;
+  /** Bytes read per second. */
+  speed: number;
+}
+
 @Entity('jobs')
 @Index('IDX_jobs_state', ['state'])
 export class JobEntity {
@@ -25,8 +54,20 @@ export class JobEntity {
   /** Snapshot the job created and has not removed yet (cleanup after a crash or an unreachable host). */
   @Column({ type: 'varchar', length: 64, nullable: true }) snapshotMoref!: string | null;
   @Column({ type: 'varchar', length: 36, nullable: true }) restorePointId!: string | null;
+  /**
+   * Backup jobs: the VM's newest restore point (in the job's repository) when the job took its snapshot, i.e.
+   * the parent it built on. A failed run with the parent of the next run as its base is an incomplete run after
+   * that parent (ids, not timestamps: rows created in the same second are told apart).
+   */
+  @Column({ type: 'varchar', length: 36, nullable: true }) basePointId!: string | null;
   /** Counters for the finished job, e.g. { newChunks, newBytes, zeroChunks, dedupChunks }. */
   @Column({ type: 'simple-json', nullable: true }) stats!: Record<string, number> | null;
+  /** Per-disk figures of a finished backup job (null for other jobs and for jobs before they were kept). */
+  @Column({ type: 'simple-json', nullable: true }) disks!: JobDiskFigures[] | null;
+  /** Bytes a backup read from the host (sum of `disks[].bytesRead`), for totals without parsing JSON. */
+  @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) bytesRead!: number;
+  /** Compressed bytes of the new chunks a backup stored (sum of `disks[].newBytes`). */
+  @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) bytesStored!: number;
   @CreateDateColumn() createdAt!: Date;
   @Column({ type: 'datetime', nullable: true }) startedAt!: Date | null;
   @Column({ type: 'datetime', nullable: true }) finishedAt!: Date | null;

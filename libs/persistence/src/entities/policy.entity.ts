@@ -1,5 +1,17 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 
+/** A vSphere tag: category name and tag name (case-insensitive). */
+export interface PolicyTagCriterion {
+  category: string;
+  name: string;
+}
+
+/** A custom attribute: its name (case-insensitive) and a value glob (`*` any run, `?` one character). */
+export interface PolicyAttributeCriterion {
+  name: string;
+  value: string;
+}
+
 /** Which VMs a policy protects; evaluated against the inventory at every run (see libs/policies). */
 export interface PolicySelection {
   /** VM ids picked explicitly. */
@@ -12,6 +24,14 @@ export interface PolicySelection {
   hosts: string[];
   /** Datacenter names. */
   datacenters: string[];
+  /** VM folder inventory paths ("/DC0/vm/prod"); a folder selects the VMs in it and in its subfolders. */
+  folders?: string[];
+  /** Resource pools: a name ("prod"), or an inventory path prefix ("/DC0/host/C0/Resources/prod"). */
+  resourcePools?: string[];
+  /** vSphere tags: a VM carrying any of them is selected. */
+  tags?: PolicyTagCriterion[];
+  /** Custom attributes: a VM whose attribute `name` has a value matching the glob `value` is selected. */
+  customAttributes?: PolicyAttributeCriterion[];
   /** Never protected by this policy, even when matched above. */
   excludeVmIds: string[];
   excludePatterns: string[];
@@ -62,6 +82,8 @@ export class PolicyEntity {
   @Column({ type: 'int', default: 0 }) retries!: number;
   /** Wait before the first retry; doubles for each further one. */
   @Column({ type: 'int', default: 60 }) retryBackoffSeconds!: number;
+  /** Repository (RepositoryEntity) the policy's backups go to; null = the appliance's default repository. */
+  @Column({ type: 'varchar', length: 36, nullable: true }) repositoryId!: string | null;
   @CreateDateColumn() createdAt!: Date;
   @UpdateDateColumn() updatedAt!: Date;
 }

@@ -1,5 +1,6 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 import { bigintToNumber } from './columns';
+import type { JobDiskFigures } from './job.entity';
 
 export interface RestorePointDisk {
   deviceKey: number;
@@ -16,20 +17,28 @@ export interface RestorePointDisk {
   parentPointId?: string;
   /** Why a full read was done (no parent, CBT reset, disk resized, ...). */
   fullReason?: string;
+  /** What the backup job did with this disk (bytes read, changed, stored, dedup ratio, duration, speed). */
+  figures?: JobDiskFigures;
 }
 
 /** A committed backup of one VM; it exists only once the repository manifest has been written. */
 @Entity('restore_points')
 @Index('IDX_restore_points_vmId_createdAt', ['vmId', 'createdAt'])
+@Index('IDX_restore_points_repositoryId', ['repositoryId'])
 export class RestorePointEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
   @Column({ type: 'varchar', length: 36 }) vmId!: string;
   @Column({ type: 'varchar', length: 36, nullable: true }) jobId!: string | null;
   /** Id of the point inside the repository. */
   @Column({ type: 'varchar', length: 64 }) repositoryPointId!: string;
+  /** Location of the repository when the point was written (how points older than `repositoryId` are found). */
   @Column({ type: 'varchar', length: 1024 }) repositoryPath!: string;
+  /** The repository (RepositoryEntity) holding the point; null for points written before repositories were rows. */
+  @Column({ type: 'varchar', length: 36, nullable: true }) repositoryId!: string | null;
   @Column({ type: 'varchar', length: 16, default: 'backup' }) kind!: 'backup' | 'archive';
   @Column({ type: 'boolean', default: false }) quiesced!: boolean;
+  /** Why the point is not quiesced although its job asked for quiescing (quiesce "try" fell back), else null. */
+  @Column({ type: 'varchar', length: 255, nullable: true }) quiesceNote!: string | null;
   @Column({ type: 'simple-json' }) disks!: RestorePointDisk[];
   /** Sum of the disks' virtual sizes. */
   @Column({ type: 'bigint', default: 0, transformer: bigintToNumber }) sizeBytes!: number;

@@ -2,6 +2,12 @@ import { Column, Entity, Index, JoinColumn, ManyToOne, OneToMany, PrimaryGenerat
 import { HostEntity } from './host.entity';
 import { VmDiskEntity } from './vm-disk.entity';
 
+/** A vSphere tag on a VM. */
+export interface VmTagLabel {
+  category: string;
+  name: string;
+}
+
 @Entity('vms')
 @Index('IDX_vms_hostId_moref', ['hostId', 'moref'], { unique: true })
 export class VmEntity {
@@ -18,6 +24,14 @@ export class VmEntity {
   @Column({ type: 'varchar', length: 255, nullable: true }) datacenter!: string | null;
   @Column({ type: 'varchar', length: 255, nullable: true }) cluster!: string | null;
   @Column({ type: 'varchar', length: 255, nullable: true }) esxHost!: string | null;
+  /** Inventory path of the VM's folder ("/DC0/vm/prod"), for policy selection. */
+  @Column({ type: 'varchar', length: 1024, nullable: true }) folderPath!: string | null;
+  /** Inventory path of the VM's resource pool ("/DC0/host/C0/Resources/prod"). */
+  @Column({ type: 'varchar', length: 1024, nullable: true }) resourcePool!: string | null;
+  /** vSphere tags (category and name); null when the host has no tagging service or before the first sync. */
+  @Column({ type: 'simple-json', nullable: true }) tags!: VmTagLabel[] | null;
+  /** Custom attributes by name. */
+  @Column({ type: 'simple-json', nullable: true }) customAttributes!: Record<string, string> | null;
   /** Set when the last inventory sync no longer found the VM. */
   @Column({ type: 'boolean', default: false }) missing!: boolean;
   @Column({ type: 'datetime', nullable: true }) lastSeenAt!: Date | null;

@@ -9,6 +9,7 @@ import type { Disk } from '@vmkeep/disk';
 import {
   FileSystemError,
   PathError,
+  ReadCacheDisk,
   UnsupportedFileSystemError,
   listVolumesOfVm,
   openFileSystem,
@@ -17,7 +18,7 @@ import {
   type FileSystem,
   type ReaddirResult,
 } from '@vmkeep/filesystems';
-import { normalizeGuestPath } from './paths';
+import { childPath, normalizeGuestPath } from './paths';
 
 export interface VolumeView {
   /** Number used in the API and CLI (0…, across all disks). */
@@ -59,6 +60,8 @@ export interface DirPage {
 /** Most entries a sorted listing reads (a sorted page needs the whole folder). */
 export const MAX_SORTED_ENTRIES = 1_000_000;
 export const MAX_PAGE = 5000;
+/** Metadata read cache per disk of an open browser (sessions: at most 16 open). */
+const BROWSE_CACHE_BYTES = 32 * 1024 * 1024;
 
 /** Turns the readers' errors into API errors: bad paths 400/404, damaged or unsupported metadata 422-like "invalid". */
 export function toVmkeepError(err: unknown): unknown {
@@ -94,6 +97,29 @@ function compare(sort: SortKey): (a: DirEntry, b: DirEntry) => number {
   return (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 }
 
+/**
+ * Entries [offset, offset + limit) of `all` in `cmp` order (stable). A page near the start is selected in one pass
+ * (keeping the best offset + limit, most entries rejected by one comparison) instead of sorting the whole folder.
+ */
+export function sortedSlice<T>(all: T[], cmp: (a: T, b: T) => number, offset: number, limit: number): T[] {
+  const k = offset + limit;
+  if (k * 8 >= all.length) return [...all].sort(cmp).slice(offset, k);
+  const best: T[] = [];
+  for (const e of all) {
+    if (best.length === k && cmp(e, best[k - 1]) >= 0) continue;
+    let lo = 0;
+    let hi = best.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cmp(best[mid], e) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    best.splice(lo, 0, e);
+    if (best.length > k) best.pop();
+  }
+  return best.slice(offset);
+}
+
 export class FileBrowser {
   private constructor(
     private readonly disks: Disk[],
@@ -101,11 +127,16 @@ export class FileBrowser {
     private readonly fileSystems: (FileSystem | null)[],
   ) {}
 
-  /** Reads the partition tables and opens every file system; the browser owns (and closes) the disks. */
+  /**
+   * Reads the partition tables and opens every file system; the browser owns (and closes) the disks. Small reads
+   * (metadata) go through a read cache per disk: a big folder's inodes are otherwise read in an order that makes
+   * the repository load a chunk per inode.
+   */
   static async open(disks: { key: string; disk: Disk }[]): Promise<FileBrowser> {
     const views: VolumeView[] = [];
     const fileSystems: (FileSystem | null)[] = [];
-    const listed = await translate(listVolumesOfVm(disks.map((d) => d.disk)));
+    const cached = disks.map((d) => new ReadCacheDisk(d.disk, { capacityBytes: BROWSE_CACHE_BYTES }));
+    const listed = await translate(listVolumesOfVm(cached));
     for (const { id, disk, volume: v } of listed.volumes) {
       let fs: FileSystem | null = null;
       let error: string | null = null;
@@ -147,7 +178,7 @@ export class FileBrowser {
       });
       fileSystems.push(null);
     }
-    return new FileBrowser(disks.map((d) => d.disk), views, fileSystems);
+    return new FileBrowser(cached, views, fileSystems);
   }
 
   /** The file system of volume `n`, or a typed error. */
@@ -170,19 +201,38 @@ export class FileBrowser {
       const page = await translate(fs.readdir(path, { offset, limit }));
       return { path, entries: page.entries.map(entryView), total: null, nextOffset: page.nextOffset };
     }
-    const all: DirEntry[] = [];
-    for (let at: number | null = 0; at !== null; ) {
-      const page: ReaddirResult = await translate(fs.readdir(path, { offset: at, limit: MAX_PAGE }));
-      all.push(...page.entries);
-      if (all.length > MAX_SORTED_ENTRIES) {
-        throw new VmkeepError(`folder ${path} has more than ${MAX_SORTED_ENTRIES} entries: list it unsorted`, 'invalid');
-      }
-      at = page.nextOffset;
+    if (o.sort === 'name' && fs.readdirNames) return this.listByName(fs, path, offset, limit, o.order === 'desc');
+    // One pass over the folder: a readdir page restarts the folder's entry scan at its beginning, so reading it
+    // in slices would scan a 100,000-entry folder twenty times.
+    const whole: ReaddirResult = await translate(fs.readdir(path, { offset: 0, limit: MAX_SORTED_ENTRIES }));
+    if (whole.nextOffset !== null) {
+      throw new VmkeepError(`folder ${path} has more than ${MAX_SORTED_ENTRIES} entries: list it unsorted`, 'invalid');
     }
-    all.sort(compare(o.sort));
-    if (o.order === 'desc') all.reverse();
-    const slice = all.slice(offset, offset + limit);
+    const all = whole.entries;
+    const ascending = compare(o.sort);
+    const slice = sortedSlice(all, o.order === 'desc' ? (a, b) => ascending(b, a) : ascending, offset, limit);
     return { path, entries: slice.map(entryView), total: all.length, nextOffset: offset + limit < all.length ? offset + limit : null };
+  }
+
+  /**
+   * A page sorted by name without reading every entry's metadata: the folder's names only, the page picked from
+   * them, then only its entries looked up. An entry that cannot be read is listed with its error, as readdir does.
+   */
+  private async listByName(fs: FileSystem, path: string, offset: number, limit: number, desc: boolean): Promise<DirPage> {
+    const { names, complete } = await translate(fs.readdirNames!(path, MAX_SORTED_ENTRIES));
+    if (!complete) throw new VmkeepError(`folder ${path} has more than ${MAX_SORTED_ENTRIES} entries: list it unsorted`, 'invalid');
+    const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    const page = sortedSlice(names, desc ? (a, b) => byName(b, a) : byName, offset, limit);
+    const entries: DirPage['entries'] = [];
+    for (const name of page) {
+      try {
+        entries.push(entryView({ name, stat: await fs.stat(childPath(path, name)) }));
+      } catch (err) {
+        if (!(err instanceof FileSystemError) && !(err instanceof PathError)) throw toVmkeepError(err);
+        entries.push({ name, type: 'unknown', size: 0, mode: 0, mtime: null, error: err.message });
+      }
+    }
+    return { path, entries, total: names.length, nextOffset: offset + limit < names.length ? offset + limit : null };
   }
 
   async stat(n: number, rawPath: string | undefined) {

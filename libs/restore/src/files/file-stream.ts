@@ -1,4 +1,7 @@
-/** Reads a range of a guest file in pieces; holes (outside the file's extents) are produced as zeros, never read. */
+/**
+ * Reads a range of a guest file in pieces, a few pieces ahead of the consumer; holes (outside the file's extents)
+ * are produced as zeros, never read.
+ */
 import type { Extent } from '@vmkeep/disk';
 import type { FileHandle } from '@vmkeep/filesystems';
 
@@ -17,30 +20,66 @@ function clip(extents: Extent[], start: number, end: number): Extent[] {
   return out;
 }
 
-function* zeros(length: number): Generator<Buffer> {
-  for (let left = length; left > 0; left -= PIECE) yield left >= PIECE ? ZEROS : ZEROS.subarray(0, left);
+/** Reads in flight ahead of the consumer: the next pieces load while the current one is sent. */
+export const READ_AHEAD = 4;
+
+/** A piece of the output: bytes to read at `offset`, or `length` zeros (a hole). */
+interface Piece {
+  offset: number;
+  length: number;
+  hole: boolean;
 }
 
-/** The bytes [start, end) of the file (end exclusive), at most PIECE per buffer. */
-export async function* readFileRange(handle: FileHandle, start = 0, end = handle.size): AsyncGenerator<Buffer> {
-  let at = start;
-  for (const e of clip(await handle.extents(), start, end)) {
-    if (e.offset > at) yield* zeros(e.offset - at);
-    for (let pos = e.offset; pos < e.offset + e.length; pos += PIECE) {
-      yield await handle.read(pos, Math.min(PIECE, e.offset + e.length - pos));
+function* piecesOf(offset: number, length: number, hole: boolean): Generator<Piece> {
+  for (let pos = offset; pos < offset + length; pos += PIECE) yield { offset: pos, length: Math.min(PIECE, offset + length - pos), hole };
+}
+
+/**
+ * The pieces' bytes in order, with up to READ_AHEAD reads in flight (the file systems' handles keep no cursor, so
+ * concurrent reads are safe). A failed read is thrown when its turn comes; reads still in flight when the consumer
+ * stops are left to finish and dropped.
+ */
+async function* readPieces(handle: FileHandle, pieces: Iterable<Piece>): AsyncGenerator<Buffer> {
+  const source = pieces[Symbol.iterator]();
+  const queue: Promise<Buffer>[] = [];
+  const fill = () => {
+    while (queue.length < READ_AHEAD) {
+      const next = source.next();
+      if (next.done) return;
+      const { offset, length, hole } = next.value;
+      const read = hole ? Promise.resolve(length === PIECE ? ZEROS : ZEROS.subarray(0, length)) : handle.read(offset, length);
+      read.catch(() => undefined); // observed when its turn comes (or never, if the consumer stops first)
+      queue.push(read);
     }
+  };
+  fill();
+  while (queue.length) {
+    const read = queue.shift()!;
+    fill();
+    yield await read;
+  }
+}
+
+function* rangePieces(extents: Extent[], start: number, end: number): Generator<Piece> {
+  let at = start;
+  for (const e of clip(extents, start, end)) {
+    if (e.offset > at) yield* piecesOf(at, e.offset - at, true);
+    yield* piecesOf(e.offset, e.length, false);
     at = e.offset + e.length;
   }
-  if (end > at) yield* zeros(end - at);
+  if (end > at) yield* piecesOf(at, end - at, true);
+}
+
+/** The bytes [start, end) of the file (end exclusive), at most PIECE per buffer, read ahead. */
+export async function* readFileRange(handle: FileHandle, start = 0, end = handle.size): AsyncGenerator<Buffer> {
+  yield* readPieces(handle, rangePieces(await handle.extents(), start, end));
 }
 
 /** Only the data extents of the file (for sparse archive entries): each extent with its bytes in pieces. */
 export async function* readDataExtents(handle: FileHandle, extents: Extent[]): AsyncGenerator<Buffer> {
-  for (const e of extents) {
-    for (let pos = e.offset; pos < e.offset + e.length; pos += PIECE) {
-      yield await handle.read(pos, Math.min(PIECE, e.offset + e.length - pos));
-    }
-  }
+  yield* readPieces(handle, (function* () {
+    for (const e of extents) yield* piecesOf(e.offset, e.length, false);
+  })());
 }
 
 /** Merges adjacent/overlapping extents and clips them to the file size. */

@@ -4,7 +4,7 @@ import type { Repository as TypeOrmRepository } from 'typeorm';
 import { VmkeepError } from '@vmkeep/contracts';
 import type { Disk } from '@vmkeep/disk';
 import { RestorePointEntity } from '@vmkeep/persistence';
-import { Repository } from '@vmkeep/repository';
+import { openPointRepository } from '@vmkeep/repositories';
 import { FileBrowser } from './browser';
 import { BrowseSessions } from './sessions';
 
@@ -42,7 +42,7 @@ export class FileBrowseService implements OnApplicationShutdown {
 
   private async open(pointId: string): Promise<FileBrowser> {
     const point = await this.entity(pointId);
-    const repository = await Repository.open(point.repositoryPath);
+    const repository = await openPointRepository(point);
     const disks: { key: string; disk: Disk }[] = [];
     try {
       for (const entry of [...point.disks].sort((a, b) => a.deviceKey - b.deviceKey)) {

@@ -9,3 +9,4 @@ export { untar } from './untar';
 export type { UntarResult } from './untar';
 export * from './files.service';
 export * from './files.module';
+export * from './guest-restore';

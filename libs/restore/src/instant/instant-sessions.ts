@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { VmkeepError } from '@vmkeep/contracts';
 import { OverlayDisk, type Disk } from '@vmkeep/disk';
 import { writeImage, type OutputFormat } from '@vmkeep/disk-formats';
-import { NbdServer, newExportToken } from '@vmkeep/nbd';
+import { BlockCache, NbdServer, nbdUrl, newExportToken } from '@vmkeep/nbd';
 
 /** Formats "migrate to production" writes. */
 export const MIGRATE_FORMATS = ['raw', 'vmdk-stream'] as const satisfies readonly OutputFormat[];
@@ -29,7 +29,16 @@ export interface InstantSessionsOptions {
   log?: (message: string) => void;
   /** Length of a "minute" of ttlMinutes; tests shorten it. Default 60 000 ms. */
   minuteMs?: number;
+  /** Told when a session starts (e.g. to keep a row of it). Errors abort the start. */
+  onStarted?: (session: InstantSessionView) => Promise<void>;
+  /**
+   * Told when a session has ended: closed by a caller, expired, or lost (discarded by shutdown). `detail` says where
+   * the merged disk went. Errors are logged, never thrown.
+   */
+  onEnded?: (id: string, how: SessionEnd, detail?: string) => Promise<void>;
 }
+
+export type SessionEnd = 'closed' | 'expired' | 'lost';
 
 export interface StartOptions {
   writable?: boolean;
@@ -40,6 +49,24 @@ export interface CloseOptions {
   /** File name (no folders) in the migrate folder; the merged disk is written there. Omitted = discard. */
   migrateTo?: string;
   format?: MigrateFormat;
+  /**
+   * Migrate to production somewhere else (e.g. a datastore): gets the merged disk, reports its bytes as they
+   * go, and says where the disk went. Excludes migrateTo.
+   */
+  deliver?: Deliver;
+}
+
+/** Writes the merged disk somewhere; `target` names it for progress and messages before it starts. */
+export interface Deliver {
+  target: string;
+  run(disk: Disk, onBytes: (bytes: number) => void): Promise<{ path: string; format: string; bytes: number }>;
+}
+
+/** Progress of a "migrate to production" while the session closes. */
+export interface MigrationProgress {
+  target: string;
+  bytesDone: number;
+  bytesTotal: number;
 }
 
 /** What callers see of a session. The URL holds the access token: show it only to who started the session. */
@@ -55,11 +82,15 @@ export interface InstantSessionView {
   clients: number;
   createdAt: string;
   expiresAt: string;
+  /** closing: clients are gone and the merged disk is being written (see migration). */
+  state: 'active' | 'closing';
+  migration?: MigrationProgress;
 }
 
 export interface CloseResult {
   id: string;
-  migrated?: { path: string; format: MigrateFormat; bytes: number };
+  /** Where the merged disk went: a file (format raw / vmdk-stream) or a datastore ("[ds] folder/x.vmdk", vmfs). */
+  migrated?: { path: string; format: string; bytes: number };
 }
 
 interface Session {
@@ -68,11 +99,14 @@ interface Session {
   diskKey: string;
   token: string;
   base: Disk;
+  /** `base` behind the block cache: what clients and the overlay read. */
+  served: Disk;
   overlay?: OverlayDisk;
   createdAt: Date;
   expiresAt: Date;
   timer: NodeJS.Timeout;
   closing?: Promise<CloseResult>;
+  migration?: MigrationProgress;
 }
 
 export class InstantSessions {
@@ -91,20 +125,28 @@ export class InstantSessions {
     const opened = await this.options.openDisk(pointId, diskKey);
     const id = randomUUID();
     let overlay: OverlayDisk | undefined;
+    // Every client (and the overlay) reads the point through one block cache: a chunk is decoded once while used.
+    const served = new BlockCache(opened.disk);
     try {
-      if (opts.writable) overlay = await OverlayDisk.create(opened.disk, path.join(this.options.scratchDir, id));
+      if (opts.writable) overlay = await OverlayDisk.create(served, path.join(this.options.scratchDir, id));
       const token = newExportToken();
-      this.server!.addExport(token, overlay ?? opened.disk, {
+      this.server!.addExport(token, overlay ?? served, {
         readOnly: !overlay,
         description: `restore point ${pointId} disk ${opened.diskKey}`,
       });
       const createdAt = new Date();
       const lifetimeMs = ttl * (this.options.minuteMs ?? 60_000);
       const expiresAt = new Date(createdAt.getTime() + lifetimeMs);
-      const timer = setTimeout(() => void this.expire(id), lifetimeMs);
-      timer.unref();
-      const session: Session = { id, pointId, diskKey: opened.diskKey, token, base: opened.disk, overlay, createdAt, expiresAt, timer };
+      const session: Session = { id, pointId, diskKey: opened.diskKey, token, base: opened.disk, served, overlay, createdAt, expiresAt, timer: this.expiryTimer(id, lifetimeMs) };
       this.sessions.set(id, session);
+      try {
+        await this.options.onStarted?.(this.view(session));
+      } catch (err) {
+        clearTimeout(session.timer);
+        this.sessions.delete(id);
+        this.server!.removeExport(token);
+        throw err;
+      }
       this.options.log?.(`instant session ${id} started: point ${pointId} disk ${opened.diskKey} ${overlay ? 'writable' : 'read-only'} on port ${port}`);
       return this.view(session);
     } catch (err) {
@@ -115,61 +157,136 @@ export class InstantSessions {
     }
   }
 
+  /** Open sessions, including those closing right now (state "closing", with migration progress). */
   list(): InstantSessionView[] {
-    return [...this.sessions.values()].filter((s) => !s.closing).map((s) => this.view(s));
+    return [...this.sessions.values()].map((s) => this.view(s));
   }
 
   get(id: string): InstantSessionView {
-    return this.view(this.session(id));
+    const session = this.sessions.get(id);
+    if (!session) throw new VmkeepError(`instant session ${id} not found`, 'not_found');
+    return this.view(session);
   }
 
-  /** Ends the session: disconnects clients, then discards the overlay or writes the merged disk first. */
+  has(id: string): boolean {
+    return this.sessions.has(id);
+  }
+
+  /**
+   * Ends the session: disconnects clients, then discards the overlay, or first writes the merged disk (migrateTo
+   * or deliver). When that write fails, the session stays open with its writes and its URL, and the error is thrown.
+   */
   close(id: string, opts: CloseOptions = {}): Promise<CloseResult> {
     const session = this.session(id);
-    let target: string | undefined;
-    if (opts.migrateTo !== undefined) target = this.migrateTarget(opts.migrateTo);
-    const format = opts.format ?? 'raw';
-    if (!MIGRATE_FORMATS.includes(format)) {
-      throw new VmkeepError(`format must be one of ${MIGRATE_FORMATS.join(', ')}`, 'invalid');
+    if (opts.migrateTo !== undefined && opts.deliver) throw new VmkeepError('migrate to a file or deliver elsewhere, not both', 'invalid');
+    let deliver = opts.deliver;
+    if (opts.migrateTo !== undefined) {
+      const format = opts.format ?? 'raw';
+      if (!MIGRATE_FORMATS.includes(format)) {
+        throw new VmkeepError(`format must be one of ${MIGRATE_FORMATS.join(', ')}`, 'invalid');
+      }
+      deliver = this.fileDelivery(this.migrateTarget(opts.migrateTo), format);
     }
-    session.closing = this.finish(session, target, format);
+    session.closing = this.finish(session, 'closed', deliver);
     return session.closing;
   }
 
-  /** Closes every session (discarding overlays) and stops the NBD server. */
+  /** Closes every session (discarding overlays: they are "lost") and stops the NBD server. */
   async shutdown(): Promise<void> {
-    await Promise.allSettled([...this.sessions.values()].map((s) => s.closing ?? this.finish(s, undefined, 'raw')));
+    await Promise.allSettled([...this.sessions.values()].map((s) => s.closing ?? (s.closing = this.finish(s, 'lost'))));
     await this.server?.close();
     this.server = undefined;
     this.listening = undefined;
   }
 
-  private async finish(session: Session, target: string | undefined, format: MigrateFormat): Promise<CloseResult> {
+  /** Removes folders in the scratch folder that belong to no open session (overlays of a process that died). */
+  async sweepScratch(): Promise<string[]> {
+    const entries = await fsp.readdir(this.options.scratchDir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
+    const removed: string[] = [];
+    for (const name of entries) {
+      if (this.sessions.has(name)) continue;
+      await fsp.rm(path.join(this.options.scratchDir, name), { recursive: true, force: true });
+      removed.push(name);
+    }
+    if (removed.length) this.options.log?.(`removed ${removed.length} scratch overlay(s) of sessions that no longer run`);
+    return removed;
+  }
+
+  private async finish(session: Session, how: SessionEnd, deliver?: Deliver): Promise<CloseResult> {
     clearTimeout(session.timer);
     this.server?.removeExport(session.token);
-    try {
-      let migrated: CloseResult['migrated'];
-      if (target) {
-        await fsp.mkdir(path.dirname(target), { recursive: true });
-        const write = (disk: Disk) => writeImage(disk, target, format);
-        const result = session.overlay ? await session.overlay.mergedTo(write) : await write(session.base);
-        migrated = { path: target, format, bytes: result.bytesWritten };
+    let migrated: CloseResult['migrated'];
+    if (deliver) {
+      try {
+        migrated = await this.migrate(session, deliver);
+      } catch (err) {
+        this.reopen(session);
+        this.options.log?.(`instant session ${session.id}: migrating to ${deliver.target} failed, the session stays open: ${(err as Error).message}`);
+        throw err;
       }
-      this.options.log?.(`instant session ${session.id} closed${migrated ? `; merged disk written to ${target}` : ''}`);
-      return { id: session.id, migrated };
-    } finally {
-      this.sessions.delete(session.id);
-      await session.overlay?.close().catch(() => undefined);
-      await fsp.rm(path.join(this.options.scratchDir, session.id), { recursive: true, force: true });
-      await session.base.close().catch(() => undefined);
     }
+    await session.overlay?.close().catch(() => undefined);
+    await fsp.rm(path.join(this.options.scratchDir, session.id), { recursive: true, force: true }).catch(() => undefined);
+    await session.base.close().catch(() => undefined);
+    this.sessions.delete(session.id);
+    this.options.log?.(`instant session ${session.id} ${how}${migrated ? `; merged disk written to ${migrated.path}` : ''}`);
+    await this.options.onEnded?.(session.id, how, migrated && `merged disk written to ${migrated.path}`)
+      .catch((err: Error) => this.options.log?.(`instant session ${session.id}: recording its end failed: ${err.message}`));
+    return { id: session.id, migrated };
+  }
+
+  private async migrate(session: Session, deliver: Deliver): Promise<NonNullable<CloseResult['migrated']>> {
+    const progress: MigrationProgress = { target: deliver.target, bytesDone: 0, bytesTotal: session.base.size };
+    session.migration = progress;
+    try {
+      const run = (disk: Disk) => deliver.run(disk, (n) => (progress.bytesDone += n));
+      return session.overlay ? await session.overlay.mergedTo(run) : await run(session.served);
+    } finally {
+      session.migration = undefined;
+    }
+  }
+
+  /** After a failed migration: the export is back under its old name and the lifetime runs on. */
+  private reopen(session: Session): void {
+    session.closing = undefined;
+    this.server?.addExport(session.token, session.overlay ?? session.served, {
+      readOnly: !session.overlay,
+      description: `restore point ${session.pointId} disk ${session.diskKey}`,
+    });
+    session.timer = this.expiryTimer(session.id, Math.max(session.expiresAt.getTime() - Date.now(), 1000));
+  }
+
+  private fileDelivery(target: string, format: MigrateFormat): Deliver {
+    return {
+      target,
+      run: async (disk, onBytes) => {
+        await fsp.mkdir(path.dirname(target), { recursive: true });
+        let reported = 0;
+        const result = await writeImage(disk, target, format, {
+          onProgress: (done) => {
+            onBytes(done - reported);
+            reported = done;
+          },
+        });
+        return { path: target, format, bytes: result.bytesWritten };
+      },
+    };
+  }
+
+  private expiryTimer(id: string, ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => void this.expire(id), ms);
+    timer.unref();
+    return timer;
   }
 
   private async expire(id: string): Promise<void> {
     const session = this.sessions.get(id);
     if (!session || session.closing) return;
     this.options.log?.(`instant session ${id} expired`);
-    session.closing = this.finish(session, undefined, 'raw');
+    session.closing = this.finish(session, 'expired');
     await session.closing.catch((err: Error) => this.options.log?.(`instant session ${id}: close failed: ${err.message}`));
   }
 
@@ -182,7 +299,8 @@ export class InstantSessions {
 
   private session(id: string): Session {
     const session = this.sessions.get(id);
-    if (!session || session.closing) throw new VmkeepError(`instant session ${id} not found`, 'not_found');
+    if (!session) throw new VmkeepError(`instant session ${id} not found`, 'not_found');
+    if (session.closing) throw new VmkeepError(`instant session ${id} is closing already`, 'conflict');
     return session;
   }
 
@@ -201,18 +319,19 @@ export class InstantSessions {
 
   private view(s: Session): InstantSessionView {
     const { port } = this.server!.address();
-    const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
     return {
       id: s.id,
       pointId: s.pointId,
       diskKey: s.diskKey,
       writable: !!s.overlay,
-      url: `nbd://${host}:${port}/${s.token}`,
+      url: nbdUrl(this.options.host, port, s.token),
       sizeBytes: s.base.size,
       overlayBytes: s.overlay?.overlayBytes ?? 0,
       clients: this.server!.clientsOf(s.token),
       createdAt: s.createdAt.toISOString(),
       expiresAt: s.expiresAt.toISOString(),
+      state: s.closing ? 'closing' : 'active',
+      ...(s.migration ? { migration: { ...s.migration } } : {}),
     };
   }
 }

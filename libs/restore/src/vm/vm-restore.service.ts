@@ -6,7 +6,7 @@ import { FINAL_JOB_STATES, RESTORE_QUEUE, RESTORE_VM_JOB, VmkeepError, type JobS
 import { HostsService, InventoryModule } from '@vmkeep/inventory';
 import { JobEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { QueueModule, REDIS_OPTIONS, type RedisConnectionOptions } from '@vmkeep/queue';
-import { Repository } from '@vmkeep/repository';
+import { openPointRepository } from '@vmkeep/repositories';
 import type { VimSession, VmConfig, VsphereSession } from '@vmkeep/vsphere';
 import { VmRestoreError } from './errors';
 import { restoreVm, type VmRestoreOptions } from './vm-restore';
@@ -52,6 +52,11 @@ export class VmRestoreJobs {
     );
     await this.queue.add(RESTORE_VM_JOB, { jobId: job.id }, { jobId: job.id, attempts: 1, removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } });
     return job;
+  }
+
+  /** Takes a job no worker has started off the restore queue (true; also for an unknown id); false once a worker holds it. */
+  async removeQueued(jobId: string): Promise<boolean> {
+    return (await this.queue.remove(jobId)) === 1;
   }
 }
 
@@ -111,7 +116,7 @@ export class VmRestoreService {
     const vm = await this.vms.findOneBy({ id: point.vmId });
     if (!vm) throw new VmRestoreError(`the VM of restore point ${point.id} is no longer in the inventory (its host is needed)`, 'invalid');
     const config = point.vmConfig as unknown as VmConfig;
-    const repository = await Repository.open(point.repositoryPath);
+    const repository = await openPointRepository(point);
     const sources = point.disks.map((disk) => ({ deviceKey: disk.deviceKey, open: () => repository.openDisk(point.repositoryPointId, disk.key) }));
     await this.jobs.update(job.id, { phase: 'connecting' });
     const session = await this.hosts.sessionFor(vm.hostId);

@@ -1,0 +1,275 @@
+/**
+ * File-level restore and the guest file index, measured through the library code the API and the backup hook use.
+ *   npx ts-node -r tsconfig-paths/register --transpile-only bench/files.ts [listing|download|index ...]
+ * Sizes: FILES (100,000 entries in one folder), DOWNLOAD_MIB (1024), INDEX_FILES (1,000,000) from the environment.
+ *  - listing: one folder of FILES empty files on ext4 (mke2fs -d) and on NTFS (mkntfs, filled through ntfs-3g's
+ *    FUSE driver, no kernel mount), each backed up into a local repository; then the API's path: open the point
+ *    (FileBrowser over repository disks, cold) and the first page of 100 entries sorted by name, plus the
+ *    unsorted first page, with the event loop's longest stall (perf_hooks) while listing.
+ *  - download: one DOWNLOAD_MIB file of random bytes on ext4, backed up; read whole through readFileRange (the
+ *    API's download stream) from a freshly opened point: MB/s, checked by SHA-256 afterwards (untimed).
+ *  - index: INDEX_FILES empty files in folders of 1000 on ext4; the backup of the image into an encrypted
+ *    repository (write + commit) against indexing that point (`indexPoint`, what the backup hook runs): times,
+ *    ratio, pages and stored index bytes.
+ * EXT4_IMAGE / NTFS_IMAGE / INDEX_IMAGE reuse an image made before (making them takes minutes; KEEP=1 keeps them).
+ * Work folder: BENCH_DIR or the OS temp folder; removed afterwards unless KEEP=1. Prints the load average.
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { promisify } from 'node:util';
+import { openRaw } from '@vmkeep/disk-formats';
+import { FileIndexStore, indexPoint } from '@vmkeep/file-index';
+import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
+import { FileBrowser } from '../libs/restore/src/files/browser';
+import { readFileRange } from '../libs/restore/src/files/file-stream';
+import { withNtfsMount } from '../test/peers/ntfs-images';
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+const FILES = Number(process.env.FILES ?? 100_000);
+const DOWNLOAD_MIB = Number(process.env.DOWNLOAD_MIB ?? 1024);
+const INDEX_FILES = Number(process.env.INDEX_FILES ?? 1_000_000);
+const PASSPHRASE = 'bench-passphrase';
+
+const load = () => loadavg().map((n) => n.toFixed(2)).join(' ');
+const seconds = (ns: bigint) => Number(ns) / 1e9;
+
+/**
+ * Wall seconds and CPU seconds of this process (all threads: the repository's decode workers too). On a loaded
+ * machine the CPU time is the better estimate of the wall time on an idle one.
+ */
+async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; s: number; cpu: number }> {
+  const start = process.hrtime.bigint();
+  const cpu = process.cpuUsage();
+  const value = await fn();
+  const used = process.cpuUsage(cpu);
+  return { value, s: seconds(process.hrtime.bigint() - start), cpu: (used.user + used.system) / 1e6 };
+}
+
+/** The event loop's longest delay over `ms` while doing nothing: what the machine's load alone causes. */
+async function baselineStall(ms = 2000): Promise<number> {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  await new Promise((r) => setTimeout(r, ms));
+  delay.disable();
+  return delay.max / 1e6;
+}
+
+/** Creates `count` empty files named file-000000.txt… under `dir`, `parallel` at a time. */
+async function emptyFiles(dir: string, count: number, name: (i: number) => string, parallel = 64): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < count; i = next++) {
+      const file = path.join(dir, name(i));
+      await fs.writeFile(file, '').catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        await fs.mkdir(path.dirname(file), { recursive: true });
+        await fs.writeFile(file, '');
+      });
+    }
+  };
+  await fs.mkdir(dir, { recursive: true });
+  await Promise.all(Array.from({ length: parallel }, worker));
+}
+
+/** Backs a raw image up into a new repository; returns the repository, point id and seconds taken. */
+async function backUp(image: string, repoDir: string, encrypt = false) {
+  const repo = encrypt
+    ? await Repository.init(repoDir, { encrypt: true, kdf: 'insecure-fast-for-tests' }, { passphrase: PASSPHRASE })
+    : await Repository.init(repoDir);
+  const { value: pointId, s, cpu } = await timed(async () => {
+    const writer = repo.beginPoint();
+    const disk = await openRaw(image);
+    try {
+      await writer.writeDisk('disk-2000', disk);
+    } finally {
+      await disk.close();
+    }
+    return (await writer.commit({ vm: 'bench' })).id;
+  });
+  return { repo, pointId, s, cpu };
+}
+
+/** The API's browse path on a freshly opened repository: FileBrowser over the point's disks. */
+async function openBrowser(repoDir: string, pointId: string, encrypted = false): Promise<FileBrowser> {
+  const repo = await Repository.open(repoDir, encrypted ? { passphrase: PASSPHRASE } : {});
+  return FileBrowser.open([{ key: 'disk-2000', disk: await repo.openDisk(pointId, 'disk-2000') }]);
+}
+
+async function listingOn(kind: string, work: string, image: string): Promise<void> {
+  const { repo, pointId, s } = await backUp(image, path.join(work, `repo-${kind}`));
+  await repo.close();
+  console.log(`  ${kind}: backed up in ${s.toFixed(2)} s`);
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  const opened = await timed(() => openBrowser(path.join(work, `repo-${kind}`), pointId));
+  const browser = opened.value;
+  try {
+    const volume = browser.volumes.findIndex((v) => v.fileSystem);
+    delay.enable();
+    const sorted = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
+    delay.disable();
+    const stall = delay.max / 1e6;
+    const again = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
+    const unsorted = await timed(() => browser.list(volume, '/big', { limit: 100 }));
+    const first = sorted.value.entries.map((e) => e.name);
+    if (sorted.value.total !== FILES || first[0] !== 'file-000000.txt' || first[99] !== 'file-000099.txt') {
+      throw new Error(`${kind}: wrong listing: total ${sorted.value.total}, first ${first[0]}, 100th ${first[99]}`);
+    }
+    console.log(
+      `  ${kind}: open ${opened.s.toFixed(3)} s; first 100 sorted by name (reads all ${FILES}) ${sorted.s.toFixed(3)} s ` +
+        `(CPU ${sorted.cpu.toFixed(3)} s; longest event-loop stall ${stall.toFixed(1)} ms, idle baseline ${(await baselineStall()).toFixed(1)} ms), ` +
+        `again ${again.s.toFixed(3)} s (CPU ${again.cpu.toFixed(3)} s); unsorted first 100 ${unsorted.s.toFixed(3)} s; load ${load()}`,
+    );
+  } finally {
+    await browser.close();
+  }
+}
+
+/**
+ * An ext4 image whose /big folder holds `count` empty files. `mke2fs -d` adds folder entries by scanning the whole
+ * (linear) folder each time — quadratic, many minutes for 100,000 — so it makes the first 2000, `e2fsck -fD`
+ * turns /big into an htree folder, and debugfs adds the rest (it inserts into an htree folder by hash).
+ */
+async function bigExtFolder(work: string, tree: string, image: string, count: number, name: (i: number) => string): Promise<void> {
+  const first = Math.min(count, 2000);
+  await emptyFiles(path.join(tree, 'big'), first, name);
+  await run('mke2fs', ['-q', '-F', '-t', 'ext4', '-N', String(count + 4096), '-d', tree, image, `${64 + Math.ceil(count / 400)}M`]);
+  await run('e2fsck', ['-fyD', image]).catch(() => undefined); // exit 1: "file system modified" (the folder indexed)
+  const commands = ['cd /big'];
+  for (let i = first; i < count; i++) commands.push(`write /dev/null ${name(i)}`);
+  const script = path.join(work, 'debugfs-commands');
+  await fs.writeFile(script, commands.join('\n') + '\n');
+  await run('debugfs', ['-w', '-f', script, image], { maxBuffer: 256 * MiB });
+}
+
+async function listing(work: string): Promise<void> {
+  console.log(`listing: ${FILES} files in one folder (load ${load()})`);
+  const tree = path.join(work, 'tree-listing');
+  const name = (i: number) => `file-${String(i).padStart(6, '0')}.txt`;
+  let ext = process.env.EXT4_IMAGE;
+  if (!ext) {
+    ext = path.join(work, 'listing-ext4.img');
+    const built = await timed(() => bigExtFolder(work, tree, ext!, FILES, name));
+    console.log(`  ext4: image made in ${built.s.toFixed(1)} s`);
+  }
+  await listingOn('ext4', work, ext);
+
+  let ntfs = process.env.NTFS_IMAGE;
+  if (!ntfs) {
+    ntfs = path.join(work, 'listing-ntfs.img');
+    await fs.writeFile(ntfs, '');
+    await fs.truncate(ntfs, (64 + Math.ceil(FILES / 200)) * MiB);
+    await run('mkntfs', ['-F', '-Q', '-q', '-L', 'bench', ntfs]);
+    const filled = await timed(() => withNtfsMount(ntfs!, (mnt) => emptyFiles(path.join(mnt, 'big'), FILES, name, 8)));
+    console.log(`  ntfs: filled through ntfs-3g in ${filled.s.toFixed(1)} s`);
+  }
+  await listingOn('ntfs', work, ntfs);
+}
+
+async function download(work: string): Promise<void> {
+  console.log(`download: one ${DOWNLOAD_MIB} MiB file (load ${load()})`);
+  const tree = path.join(work, 'tree-download');
+  await fs.mkdir(tree, { recursive: true });
+  const source = path.join(tree, 'big.bin');
+  const h = await fs.open(source, 'w');
+  const hash = createHash('sha256');
+  for (let i = 0; i < DOWNLOAD_MIB; i++) {
+    const piece = randomBytes(MiB);
+    hash.update(piece);
+    await h.write(piece);
+  }
+  await h.close();
+  const expected = hash.digest('hex');
+  const image = path.join(work, 'download-ext4.img');
+  await run('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', tree, image, `${DOWNLOAD_MIB + 128}M`]);
+  await fs.rm(tree, { recursive: true });
+  const { repo, pointId, s } = await backUp(image, path.join(work, 'repo-download'));
+  await repo.close();
+  await fs.rm(image);
+  console.log(`  backed up in ${s.toFixed(2)} s`);
+  for (const pass of [1, 2]) {
+    const browser = await openBrowser(path.join(work, 'repo-download'), pointId);
+    try {
+      const handle = await browser.fileSystem(0).open('/big.bin');
+      const read = await timed(async () => {
+        let bytes = 0;
+        for await (const piece of readFileRange(handle, 0, handle.size)) bytes += piece.length;
+        return bytes;
+      });
+      console.log(
+        `  pass ${pass}: ${read.value} bytes in ${read.s.toFixed(2)} s = ${(read.value / read.s / 1e6).toFixed(0)} MB/s ` +
+          `(CPU ${read.cpu.toFixed(2)} s = ${(read.value / read.cpu / 1e6).toFixed(0)} MB per CPU second; load ${load()})`,
+      );
+    } finally {
+      await browser.close();
+    }
+  }
+  const browser = await openBrowser(path.join(work, 'repo-download'), pointId);
+  try {
+    const handle = await browser.fileSystem(0).open('/big.bin');
+    const check = createHash('sha256');
+    for await (const piece of readFileRange(handle, 0, handle.size)) check.update(piece);
+    console.log(`  content ${check.digest('hex') === expected ? 'equal' : 'DIFFERENT'} (SHA-256)`);
+  } finally {
+    await browser.close();
+  }
+}
+
+async function index(work: string): Promise<void> {
+  console.log(`index: ${INDEX_FILES} files in folders of 1000 (load ${load()})`);
+  let image = process.env.INDEX_IMAGE;
+  if (!image) {
+    const tree = path.join(work, 'tree-index');
+    const made = await timed(() =>
+      emptyFiles(tree, INDEX_FILES, (i) => `dir-${String(Math.floor(i / 1000)).padStart(4, '0')}/file-${String(i).padStart(7, '0')}.dat`),
+    );
+    console.log(`  host tree in ${made.s.toFixed(1)} s`);
+    image = path.join(work, 'index-ext4.img');
+    const args = ['-q', '-F', '-t', 'ext4', '-N', String(INDEX_FILES + 10_000), '-d', tree, image, `${256 + Math.ceil(INDEX_FILES / 2500)}M`];
+    const mkfs = await timed(() => run('mke2fs', args));
+    console.log(`  mke2fs -d in ${mkfs.s.toFixed(1)} s`);
+    await fs.rm(tree, { recursive: true });
+  }
+  const repoDir = path.join(work, 'repo-index');
+  const { repo, pointId, s: backupS, cpu: backupCpu } = await backUp(image, repoDir, true);
+  const size = (await fs.stat(image)).size;
+  console.log(`  backup (encrypted repository) of the ${(size / MiB).toFixed(0)} MiB image: ${backupS.toFixed(2)} s (CPU ${backupCpu.toFixed(2)} s; load ${load()})`);
+  const disk = await repo.openDisk(pointId, 'disk-2000');
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  const indexed = await timed(() => indexPoint(FileIndexStore.forRepository(repo), pointId, [{ key: 'disk-2000', disk }]));
+  delay.disable();
+  await disk.close();
+  const { record, newBytes } = indexed.value;
+  console.log(
+    `  index: ${record.entries} entries, ${record.pages.length} pages, ${(newBytes / 1e6).toFixed(1)} MB stored, ` +
+      `${indexed.s.toFixed(2)} s (CPU ${indexed.cpu.toFixed(2)} s) = ${((100 * indexed.s) / backupS).toFixed(0)} % of the backup ` +
+      `(${((record.entries / indexed.s) | 0)} entries/s; longest event-loop stall ${(delay.max / 1e6).toFixed(1)} ms, ` +
+      `idle baseline ${(await baselineStall()).toFixed(1)} ms; load ${load()})`,
+  );
+  await repo.close();
+}
+
+async function main(): Promise<void> {
+  const only = process.argv.slice(2);
+  const work = await fs.mkdtemp(path.join(process.env.BENCH_DIR ?? tmpdir(), 'vmkeep-bench-files-'));
+  console.log(`work folder ${work}; load ${load()}`);
+  try {
+    if (!only.length || only.includes('listing')) await listing(work);
+    if (!only.length || only.includes('download')) await download(work);
+    if (!only.length || only.includes('index')) await index(work);
+  } finally {
+    await closeSharedChunkWorkers();
+    if (process.env.KEEP !== '1') await fs.rm(work, { recursive: true, force: true });
+  }
+  console.log(`load ${load()}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
