@@ -3,38 +3,18 @@
  * repository, writes it again (dedup), and reads it back.
  *   npx ts-node -r tsconfig-paths/register --transpile-only bench/repository-throughput.ts [MiB]
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { BufferDisk } from '@vmkeep/disk';
 import { Repository, closeSharedChunkWorkers } from '@vmkeep/repository';
-
-const MiB = 1024 * 1024;
-
-function generate(sizeMiB: number): Buffer {
-  const data = Buffer.alloc(sizeMiB * MiB);
-  const text = Buffer.from('2024-01-01 12:00:00 host kernel: [ 1.234567] eth0: link up, 1000 Mbps, full duplex\n'.repeat(12000));
-  for (let off = 0; off < data.length; off += 4 * MiB) {
-    // Per 4 MiB: 2 MiB random (incompressible), 1 MiB zeros, 1 MiB log-like text with a little noise.
-    randomBytes(2 * MiB).copy(data, off);
-    text.copy(data, off + 3 * MiB, 0, MiB);
-    randomBytes(64).copy(data, off + 3 * MiB + 1000);
-  }
-  return data;
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
-  const start = process.hrtime.bigint();
-  const result = await fn();
-  return [result, Number(process.hrtime.bigint() - start) / 1e9];
-}
+import { generateDisk, MiB, timed } from './lib';
 
 async function main(): Promise<void> {
   const sizeMiB = Number(process.argv[2] ?? 256);
   const dir = mkdtempSync(path.join(tmpdir(), 'vmkeep-bench-'));
   try {
-    const data = generate(sizeMiB);
+    const data = generateDisk(sizeMiB, 2);
     const repo = await Repository.init(path.join(dir, 'repo'));
     const backup = async () => {
       const w = repo.beginPoint();

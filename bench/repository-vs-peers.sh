@@ -10,6 +10,8 @@
 #
 # Usage: bash bench/repository-vs-peers.sh [SIZE_GIB]        (default 6, the size the issue names)
 # Environment:
+#   LEVELS        zstd levels of the VMKeep repository, one full backup each (default "3", the default level),
+#                 e.g. LEVELS="1 3"; the clone backup and the restore use the first level's repository
 #   BENCH_DIR     work folder (default: a new folder under ${TMPDIR:-/tmp}); removed afterwards unless KEEP=1
 #   VMKEEP_DIST   compiled tree to run (default: <repo>/dist, built with `node scripts/build.js` when missing);
 #                 it is copied into the work folder first, so a rebuild during the run cannot disturb it
@@ -20,6 +22,10 @@ SIZE_GIB=${1:-6}
 [[ $SIZE_GIB =~ ^[1-9][0-9]*$ ]] || { echo "SIZE_GIB must be a whole number of GiB, got '$SIZE_GIB'" >&2; exit 2; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SOURCE_DIR=${SOURCE_DIR:-/usr/lib}
+read -r -a LEVELS <<<"${LEVELS:-3}"
+for level in "${LEVELS[@]}"; do
+  [[ $level =~ ^[1-9][0-9]*$ ]] || { echo "LEVELS must hold zstd levels (whole numbers ≥ 1), got '$level'" >&2; exit 2; }
+done
 TIME_BIN=/usr/bin/time
 
 # --- tools -------------------------------------------------------------------------------------------------
@@ -60,17 +66,21 @@ bytes_of() { { du -sb "$1" 2>/dev/null || true; } | cut -f1; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
 warm() { cat "$1" >/dev/null; }   # the image comes from the page cache for every tool alike
 
-# run_timed NAME CMD… : runs CMD under /usr/bin/time; sets WALL (s), RSS (KiB), LOAD_BEFORE/AFTER; log in $WORK/NAME.log
+# run_timed NAME CMD… : runs CMD under /usr/bin/time; sets WALL (s), RSS (KiB), CPU (user+sys s), LOAD_BEFORE/AFTER;
+# log in $WORK/NAME.log
 run_timed() {
   local name=$1; shift
   sync
   LOAD_BEFORE=$(load)
-  if ! "$TIME_BIN" -f '%e %M' -o "$WORK/$name.time" "$@" >"$WORK/$name.log" 2>&1; then
+  if ! "$TIME_BIN" -f '%e %M %U %S' -o "$WORK/$name.time" "$@" >"$WORK/$name.log" 2>&1; then
     echo "$name failed:" >&2; tail -20 "$WORK/$name.log" >&2; exit 1
   fi
   LOAD_AFTER=$(load)
-  read -r WALL RSS <"$WORK/$name.time"
-  printf '  %-22s %8.2f s  peak RSS %5d MiB  load %s → %s\n' "$name" "$WALL" $((RSS / 1024)) "$LOAD_BEFORE" "$LOAD_AFTER"
+  local user sys
+  read -r WALL RSS user sys <"$WORK/$name.time"
+  CPU=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+  printf '  %-22s %8.2f s  CPU %7.2f s  peak RSS %5d MiB  load %s → %s\n' "$name" "$WALL" "$CPU" $((RSS / 1024)) \
+    "$LOAD_BEFORE" "$LOAD_AFTER"
 }
 
 # --- image -------------------------------------------------------------------------------------------------
@@ -101,50 +111,61 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 10485
 
 # --- backups -----------------------------------------------------------------------------------------------
 echo "full backups of the image:"
-"${CLI[@]}" repo init --encrypt --repo "$WORK/vmkeep" >/dev/null
+for level in "${LEVELS[@]}"; do
+  "${CLI[@]}" repo init --encrypt --compression-level "$level" --repo "$WORK/vmkeep-$level" >/dev/null
+done
+VREPO=$WORK/vmkeep-${LEVELS[0]}
 restic init --repo "$WORK/restic" >/dev/null
 borg init --encryption=repokey "$WORK/borg" >/dev/null 2>&1
 
-warm "$IMG"; run_timed vmkeep-backup "${CLI[@]}" --json repo backup-image "$IMG" --repo "$WORK/vmkeep"
-V_WALL=$WALL V_RSS=$RSS V_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
-V_STORED=$(bytes_of "$WORK/vmkeep")
-POINT=$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).point)' "$WORK/vmkeep-backup.log")
+declare -A L_WALL L_RSS L_CPU L_STORED L_LOAD
+for level in "${LEVELS[@]}"; do
+  warm "$IMG"; run_timed "vmkeep-backup-zstd$level" "${CLI[@]}" --json repo backup-image "$IMG" --repo "$WORK/vmkeep-$level"
+  L_WALL[$level]=$WALL L_RSS[$level]=$RSS L_CPU[$level]=$CPU L_LOAD[$level]="$LOAD_BEFORE → $LOAD_AFTER"
+  L_STORED[$level]=$(bytes_of "$WORK/vmkeep-$level")
+done
+V_WALL=${L_WALL[${LEVELS[0]}]} V_STORED=${L_STORED[${LEVELS[0]}]}
+POINT=$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).point)' \
+  "$WORK/vmkeep-backup-zstd${LEVELS[0]}.log")
 
 warm "$IMG"; run_timed restic-backup restic backup --repo "$WORK/restic" "$IMG"
-R_WALL=$WALL R_RSS=$RSS R_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
+R_WALL=$WALL R_RSS=$RSS R_CPU=$CPU R_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
 R_STORED=$(bytes_of "$WORK/restic")
 
 warm "$IMG"; run_timed borg-create borg create --compression zstd,3 "$WORK/borg::first" "$IMG"
-B_WALL=$WALL B_RSS=$RSS B_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
+B_WALL=$WALL B_RSS=$RSS B_CPU=$CPU B_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
 B_STORED=$(bytes_of "$WORK/borg")
 
 echo "VMKeep backup of an identical clone, then full restore:"
-warm "$WORK/clone.raw"; run_timed vmkeep-clone-backup "${CLI[@]}" --json repo backup-image "$WORK/clone.raw" --repo "$WORK/vmkeep"
-C_WALL=$WALL C_RSS=$RSS C_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
-C_GROWTH=$(($(bytes_of "$WORK/vmkeep") - V_STORED))
+warm "$WORK/clone.raw"; run_timed vmkeep-clone-backup "${CLI[@]}" --json repo backup-image "$WORK/clone.raw" --repo "$VREPO"
+C_WALL=$WALL C_RSS=$RSS C_CPU=$CPU C_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
+C_GROWTH=$(($(bytes_of "$VREPO") - V_STORED))
 rm -f "$WORK/clone.raw"
 
-run_timed vmkeep-restore "${CLI[@]}" --json repo restore "$POINT" --output "$WORK/restored.raw" --repo "$WORK/vmkeep"
-T_WALL=$WALL T_RSS=$RSS T_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
+run_timed vmkeep-restore "${CLI[@]}" --json repo restore "$POINT" --output "$WORK/restored.raw" --repo "$VREPO"
+T_WALL=$WALL T_RSS=$RSS T_CPU=$CPU T_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
 cmp "$IMG" "$WORK/restored.raw" && RESTORE_OK=byte-exact || RESTORE_OK=DIFFERENT
 
 # --- report ------------------------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 speed() { awk -v s="$SIZE_BYTES" -v t="$1" 'BEGIN { printf "%.0f MB/s", s / 1e6 / t }'; }
-row() { printf '| %s | %.2f s (%s) | %d MiB | %s MiB | %s | %s |\n' "$1" "$2" "$(speed "$2")" $(($3 / 1024)) "$(mib "$4")" "$5" "$6"; }
+row() { printf '| %s | %.2f s (%s) | %.2f s | %d MiB | %s MiB | %s | %s |\n' "$1" "$2" "$(speed "$2")" "$3" $(($4 / 1024)) "$(mib "$5")" "$6" "$7"; }
 echo
 echo "Results (${SIZE_GIB} GiB image, $(date -u +%Y-%m-%dT%H:%MZ), $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')):"
 echo
-echo "| run | wall time | peak RSS | stored | VMKeep ÷ tool (time / stored) | 1-min load before → after |"
-echo "|---|---|---|---|---|---|"
-row "VMKeep full backup (encrypted)" "$V_WALL" "$V_RSS" "$V_STORED" "—" "$V_LOAD"
-row "restic backup" "$R_WALL" "$R_RSS" "$R_STORED" "$(ratio "$V_WALL" "$R_WALL") / $(ratio "$V_STORED" "$R_STORED")" "$R_LOAD"
-row "borg create zstd,3" "$B_WALL" "$B_RSS" "$B_STORED" "$(ratio "$V_WALL" "$B_WALL") / $(ratio "$V_STORED" "$B_STORED")" "$B_LOAD"
-row "VMKeep backup of identical clone" "$C_WALL" "$C_RSS" "$C_GROWTH" \
+echo "| run | wall time | CPU (user+sys) | peak RSS | stored | VMKeep ÷ tool (time / stored) | 1-min load before → after |"
+echo "|---|---|---|---|---|---|---|"
+for level in "${LEVELS[@]}"; do
+  row "VMKeep full backup (encrypted, zstd $level)" "${L_WALL[$level]}" "${L_CPU[$level]}" "${L_RSS[$level]}" "${L_STORED[$level]}" \
+    "÷ restic $(ratio "${L_WALL[$level]}" "$R_WALL") / $(ratio "${L_STORED[$level]}" "$R_STORED")" "${L_LOAD[$level]}"
+done
+row "restic backup" "$R_WALL" "$R_CPU" "$R_RSS" "$R_STORED" "—" "$R_LOAD"
+row "borg create zstd,3" "$B_WALL" "$B_CPU" "$B_RSS" "$B_STORED" "zstd ${LEVELS[0]} ÷ borg $(ratio "$V_WALL" "$B_WALL") / $(ratio "$V_STORED" "$B_STORED")" "$B_LOAD"
+row "VMKeep backup of identical clone (zstd ${LEVELS[0]})" "$C_WALL" "$C_CPU" "$C_RSS" "$C_GROWTH" \
   "growth $(awk -v g="$C_GROWTH" -v s="$V_STORED" 'BEGIN { printf "%.3f %%", 100 * g / s }')" "$C_LOAD"
-printf '| VMKeep full restore to raw | %.2f s (%s) | %d MiB | — | %s | %s |\n' "$T_WALL" \
-  "$(awk -v s="$SIZE_BYTES" -v t="$T_WALL" 'BEGIN { printf "%.2f GB/s", s / 1e9 / t }')" $((T_RSS / 1024)) "$RESTORE_OK" "$T_LOAD"
+printf '| VMKeep full restore to raw | %.2f s (%s) | %.2f s | %d MiB | — | %s | %s |\n' "$T_WALL" \
+  "$(awk -v s="$SIZE_BYTES" -v t="$T_WALL" 'BEGIN { printf "%.2f GB/s", s / 1e9 / t }')" "$T_CPU" $((T_RSS / 1024)) "$RESTORE_OK" "$T_LOAD"
 echo
-echo "Goals (issue 4): time ≤ 0.25 × restic → $(ratio "$V_WALL" "$R_WALL"); stored ≤ restic → $(ratio "$V_STORED" "$R_STORED");" \
-  "peak RSS ≤ 256 MiB → $((V_RSS / 1024)) MiB; clone growth ≤ 2 %; restore ≥ 1 GB/s."
+echo "Goals (issue 4, zstd ${LEVELS[0]}): time ≤ 0.25 × restic → $(ratio "$V_WALL" "$R_WALL"); stored ≤ restic → $(ratio "$V_STORED" "$R_STORED");" \
+  "peak RSS ≤ 256 MiB → $((${L_RSS[${LEVELS[0]}]} / 1024)) MiB; clone growth ≤ 2 %; restore ≥ 1 GB/s."
 [[ $RESTORE_OK == byte-exact ]]

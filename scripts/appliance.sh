@@ -10,11 +10,42 @@ node scripts/build.js
 
 export VMKEEP_DATA_DIR=${VMKEEP_DATA_DIR:-$PWD/data}
 export VMKEEP_API_PORT=${VMKEEP_API_PORT:-8080}
+# Fewer malloc arenas keep the chunk pipeline's worker threads within the memory budget (docs/benchmarks.md).
+export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 mkdir -p "$VMKEEP_DATA_DIR"
 url="http://127.0.0.1:${VMKEEP_API_PORT}"
 
+# The default repository is encrypted: a fresh data folder gets a generated passphrase (0600 file), which is also the
+# only way to attach the repository to a new appliance if this one is lost. An older, unencrypted folder stays as is.
+repo_dir=${VMKEEP_REPOSITORY:-$VMKEEP_DATA_DIR/repository}
+passphrase_file="$VMKEEP_DATA_DIR/repository-passphrase"
+if [ -z "${VMKEEP_REPOSITORY_PASSPHRASE:-}" ]; then
+  if [ ! -e "$passphrase_file" ] && [ ! -e "$repo_dir/config.json" ]; then
+    (umask 077; node -e 'process.stdout.write(require("node:crypto").randomBytes(24).toString("base64url"))' > "$passphrase_file")
+  fi
+  if [ -e "$passphrase_file" ]; then VMKEEP_REPOSITORY_PASSPHRASE=$(cat "$passphrase_file"); export VMKEEP_REPOSITORY_PASSPHRASE; fi
+fi
+if [ -n "${VMKEEP_REPOSITORY_PASSPHRASE:-}" ]; then
+  repo_note="$repo_dir (encrypted; passphrase in $passphrase_file unless you set VMKEEP_REPOSITORY_PASSPHRASE: keep a copy elsewhere)"
+else
+  repo_note="$repo_dir (not encrypted)"
+fi
+
 pids=()
-cleanup() { trap - INT TERM EXIT; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# Stop: ask every process to stop, give them 20 s (a worker finishes or hands back its running jobs), then kill.
+cleanup() {
+  trap - INT TERM EXIT
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 40); do
+    alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.5
+  done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  # The Redis the appliance started for itself (none when REDIS_URL names one).
+  if [ -z "${REDIS_URL:-}" ] && [ -s "$VMKEEP_DATA_DIR/redis/redis.pid" ]; then kill "$(cat "$VMKEEP_DATA_DIR/redis/redis.pid")" 2>/dev/null || true; fi
+}
 trap cleanup INT TERM EXIT
 
 node dist/apps/api/src/main.js > "$VMKEEP_DATA_DIR/api.log" 2>&1 & pids+=($!)
@@ -43,6 +74,7 @@ VMKeep is running.
   API:          $url/api        (OpenAPI docs: $url/api/docs)
   Admin login:  $admin_user / $admin_password
   Data folder:  $VMKEEP_DATA_DIR  (logs: api.log, worker.log, demo.log)
+  Repository:   $repo_note
 
 Try the CLI in another terminal:
   export VMKEEP_URL=$url

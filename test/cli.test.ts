@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import Redis from 'ioredis';
 import { startAppliance, vmkeep, type Appliance } from './peers/appliance';
+import { flushRedisDb } from './peers/redis';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
 const REDIS_DB = 4;
@@ -30,9 +30,7 @@ beforeAll(async () => {
   fs.writeFileSync(image, Buffer.concat([randomBytes(MiB), Buffer.alloc(MiB)]));
   vcsim = await startVcsim({ seed: [{ name: 'cli-vm', disks: [{ image }] }] });
   const redisUrl = process.env.TEST_REDIS_URL!;
-  const redis = new Redis(`${redisUrl.replace(/\/\d*$/, '')}/${REDIS_DB}`);
-  await redis.flushdb();
-  redis.disconnect();
+  await flushRedisDb(redisUrl, REDIS_DB);
   app = await startAppliance({ redisUrl, redisDb: REDIS_DB });
 });
 

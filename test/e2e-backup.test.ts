@@ -6,11 +6,11 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import Redis from 'ioredis';
 import { connect } from '@vmkeep/vsphere';
-import { itemsOf, startAppliance, vmkeep, waitForJob, type Appliance, type JobRow } from './peers/appliance';
+import { addVcsimHost, itemsOf, startAppliance, vmkeep, waitForJob, type Appliance, type JobRow } from './peers/appliance';
 import { buildExt4Image, buildRandomZeroImage, sha256File, type DiskImage } from './peers/disk-images';
 import { createDatabase } from './peers/mariadb';
+import { flushRedisDb } from './peers/redis';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
 const MiB = 1024 * 1024;
@@ -26,13 +26,6 @@ interface PointRow {
 async function sha256Response(res: Response): Promise<string> {
   if (!res.ok) throw new Error(`download failed: HTTP ${res.status} ${await res.text()}`);
   return createHash('sha256').update(Buffer.from(await res.arrayBuffer())).digest('hex');
-}
-
-async function flushRedisDb(url: string, db: number): Promise<void> {
-  const redis = new Redis(`${url.replace(/\/\d*$/, '')}/${db}`, { lazyConnect: true });
-  await redis.connect();
-  await redis.flushdb();
-  redis.disconnect();
 }
 
 let work: string;
@@ -78,14 +71,7 @@ describe.each([
   });
 
   it('registers vcsim, syncs, backs up the VM and restores both disks byte-exact (API and CLI)', async () => {
-    const host = await app.api<{ id: string }>('POST', '/api/hosts', {
-      name: 'vcsim',
-      url: vcsim.url,
-      username: vcsim.username,
-      password: vcsim.password,
-      thumbprint: vcsim.thumbprint,
-    });
-    await app.api('POST', `/api/hosts/${host.id}/sync`);
+    await addVcsimHost(app, vcsim);
     const vms = itemsOf(await app.api<{ id: string; name: string; moref: string }[]>('GET', '/api/vms'));
     const vm = vms.find((v) => v.name === VM_NAME);
     expect(vm).toMatchObject({ diskCount: 2, capacityBytes: images.ext4.size + images.mixed.size });

@@ -9,13 +9,13 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BackupService, ChunkRepositoryProvider } from '@vmkeep/backup';
+import type { BackupService } from '@vmkeep/backup';
 import { loadConfig, type AppConfig } from '@vmkeep/config';
-import type { HostsService } from '@vmkeep/inventory';
-import { HostEntity, JobEntity, openDataSource, RestorePointEntity, VmEntity, type RestorePointDisk } from '@vmkeep/persistence';
+import { JobEntity, openDataSource, RestorePointEntity, type RestorePointDisk, type VmEntity } from '@vmkeep/persistence';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
 import { connect, type VimSession } from '@vmkeep/vsphere';
 import type { DataSource } from 'typeorm';
+import { backupServiceOn, saveVcsimVms } from './peers/backup-service';
 import { buildRandomZeroImage, seededBytes, type DiskImage } from './peers/disk-images';
 import { startTcpProxy, viaProxy, type TcpProxy } from './peers/tcp-proxy';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
@@ -43,7 +43,7 @@ describe('CBT incremental backups on vcsim', () => {
   let config: AppConfig;
   let db: DataSource;
   let service: BackupService;
-  const vmRows = new Map<string, VmEntity>();
+  let vmRows: Map<string, VmEntity>;
 
   const simVm = (name: string) => sim.vms.find((v) => v.name === name)!;
   const flatFile = (name: string) => simVm(name).disks[0].localPath.replace(/\.vmdk$/, '-flat.vmdk');
@@ -64,21 +64,9 @@ describe('CBT incremental backups on vcsim', () => {
 
     config = loadConfig({ VMKEEP_DATA_DIR: path.join(work, 'data'), VMKEEP_CHUNK_SIZE: String(CHUNK) }, work);
     db = await openDataSource(config);
-    const hostRow = await db.getRepository(HostEntity).save({ name: 'vcsim', url: sim.url, username: sim.username, passwordSealed: 'x' });
-    for (const name of ['cbt-paged', 'cbt-over', 'cbt-fallbacks']) {
-      vmRows.set(name, await db.getRepository(VmEntity).save({ hostId: hostRow.id, moref: simVm(name).id, name }));
-    }
-    const sessions = {
-      sessionFor: () =>
-        connect({ url: viaProxy(sim.url, proxy), username: sim.username, password: sim.password, thumbprint: sim.thumbprint }),
-    } as unknown as HostsService;
-    service = new BackupService(
-      db.getRepository(JobEntity),
-      db.getRepository(VmEntity),
-      db.getRepository(HostEntity),
-      db.getRepository(RestorePointEntity),
-      sessions,
-      new ChunkRepositoryProvider(config),
+    vmRows = await saveVcsimVms(db, sim, ['cbt-paged', 'cbt-over', 'cbt-fallbacks']);
+    service = backupServiceOn(db, config, () =>
+      connect({ url: viaProxy(sim.url, proxy), username: sim.username, password: sim.password, thumbprint: sim.thumbprint }),
     );
   });
 

@@ -7,11 +7,11 @@ import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import Redis from 'ioredis';
 import { Repository, RepositoryNotFoundError } from '@vmkeep/repository';
 import { connect } from '@vmkeep/vsphere';
 import { itemsOf, startAppliance, waitForJob, type Appliance } from './peers/appliance';
 import { freePort } from './peers/process';
+import { flushRedisDb } from './peers/redis';
 import { startTcpProxy, viaProxy, type TcpProxy } from './peers/tcp-proxy';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
@@ -185,9 +185,7 @@ beforeAll(async () => {
   proxy = await startTcpProxy({ host: '127.0.0.1', port: vcsim.port });
 
   const redisUrl = process.env.TEST_REDIS_URL!;
-  const redis = new Redis(`${redisUrl.replace(/\/\d*$/, '')}/${REDIS_DB}`);
-  await redis.flushdb();
-  redis.disconnect();
+  await flushRedisDb(redisUrl, REDIS_DB);
   app = await startAppliance({
     redisUrl,
     redisDb: REDIS_DB,

@@ -7,13 +7,13 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BackupService, ChunkRepositoryProvider } from '@vmkeep/backup';
+import type { BackupService } from '@vmkeep/backup';
 import { loadConfig, type AppConfig } from '@vmkeep/config';
-import type { HostsService } from '@vmkeep/inventory';
-import { HostEntity, JobEntity, openDataSource, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
+import { JobEntity, openDataSource, RestorePointEntity, type VmEntity } from '@vmkeep/persistence';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
 import { connect } from '@vmkeep/vsphere';
 import type { DataSource } from 'typeorm';
+import { backupServiceOn, saveVcsimVms } from './peers/backup-service';
 import { buildRandomZeroImage } from './peers/disk-images';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
@@ -23,7 +23,7 @@ describe('quiesce modes on vcsim', () => {
   let config: AppConfig;
   let db: DataSource;
   let service: BackupService;
-  const vmRows = new Map<string, VmEntity>();
+  let vmRows: Map<string, VmEntity>;
   const connectAdmin = () => connect({ url: sim.url, username: sim.username, password: sim.password, thumbprint: sim.thumbprint });
 
   beforeAll(async () => {
@@ -37,20 +37,8 @@ describe('quiesce modes on vcsim', () => {
     });
     config = loadConfig({ VMKEEP_DATA_DIR: path.join(work, 'data') }, work);
     db = await openDataSource(config);
-    const hostRow = await db.getRepository(HostEntity).save({ name: 'vcsim', url: sim.url, username: sim.username, passwordSealed: 'x' });
-    for (const name of ['no-tools', 'with-tools']) {
-      const id = sim.vms.find((v) => v.name === name)!.id;
-      vmRows.set(name, await db.getRepository(VmEntity).save({ hostId: hostRow.id, moref: id, name }));
-    }
-    const sessions = { sessionFor: connectAdmin } as unknown as HostsService;
-    service = new BackupService(
-      db.getRepository(JobEntity),
-      db.getRepository(VmEntity),
-      db.getRepository(HostEntity),
-      db.getRepository(RestorePointEntity),
-      sessions,
-      new ChunkRepositoryProvider(config),
-    );
+    vmRows = await saveVcsimVms(db, sim, ['no-tools', 'with-tools']);
+    service = backupServiceOn(db, config, connectAdmin);
   });
 
   afterAll(async () => {

@@ -6,10 +6,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import Redis from 'ioredis';
 import { connect, nicDevice, type VimSession } from '@vmkeep/vsphere';
-import { itemsOf, startAppliance, vmkeep, waitForJob, type Appliance, type JobRow } from './peers/appliance';
+import { addVcsimHost, itemsOf, startAppliance, vmkeep, waitForJob, type Appliance, type JobRow } from './peers/appliance';
 import { buildRandomZeroImage, sha256File, type DiskImage } from './peers/disk-images';
+import { flushRedisDb } from './peers/redis';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
 const VM_NAME = 'e2e-restore-vm';
@@ -45,10 +45,7 @@ beforeAll(async () => {
   await session.reconfigureVm(vmId, { numCPUs: 2, memoryMB: 768, deviceChange: [{ operation: 'add', device: nicDevice(nic, -1, network.ref) }] });
 
   const redisUrl = process.env.TEST_REDIS_URL!;
-  const redis = new Redis(`${redisUrl.replace(/\/\d*$/, '')}/${REDIS_DB}`, { lazyConnect: true });
-  await redis.connect();
-  await redis.flushdb();
-  redis.disconnect();
+  await flushRedisDb(redisUrl, REDIS_DB);
   app = await startAppliance({ redisUrl, redisDb: REDIS_DB });
 }, 300_000);
 
@@ -62,14 +59,7 @@ afterAll(async () => {
 const cli = (args: string[]) => vmkeep([...args, '--json'], { home, env: { VMKEEP_URL: app.url, VMKEEP_TOKEN: app.token } });
 
 it('backs up the VM with its configuration and restores it under a new name, byte-exact', async () => {
-  const host = await app.api<{ id: string }>('POST', '/api/hosts', {
-    name: 'vcsim',
-    url: vcsim.url,
-    username: vcsim.username,
-    password: vcsim.password,
-    thumbprint: vcsim.thumbprint,
-  });
-  await app.api('POST', `/api/hosts/${host.id}/sync`);
+  await addVcsimHost(app, vcsim);
   const backup = await cli(['backup', 'run', VM_NAME, '--wait']);
   expect({ code: backup.code, stderr: backup.stderr }).toEqual({ code: 0, stderr: '' });
   pointId = (JSON.parse(backup.stdout) as JobRow).restorePointId!;

@@ -12,9 +12,9 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import Redis from 'ioredis';
-import { itemsOf, startAppliance, vmkeep, waitForJob, type Appliance } from './peers/appliance';
+import { addVcsimHost, runBackup, startAppliance, vmIdByName, vmkeep, type Appliance } from './peers/appliance';
 import { buildExt4Image, buildRandomZeroImage, sha256File, type DiskImage } from './peers/disk-images';
+import { flushRedisDb } from './peers/redis';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
 const run = promisify(execFile);
@@ -57,22 +57,11 @@ beforeAll(async () => {
   images = [await buildExt4Image({ dir: work, sizeMiB: 16 }), await buildRandomZeroImage({ dir: work, sizeMiB: 12 })];
   vcsim = await startVcsim({ seed: [{ name: VM_NAME, disks: images.map((i) => ({ image: i.path })) }] });
   const redisUrl = process.env.TEST_REDIS_URL!;
-  const redis = new Redis(`${redisUrl.replace(/\/\d*$/, '')}/${REDIS_DB}`);
-  await redis.flushdb();
-  redis.disconnect();
+  await flushRedisDb(redisUrl, REDIS_DB);
   app = await startAppliance({ redisUrl, redisDb: REDIS_DB });
 
-  const host = await app.api<{ id: string }>('POST', '/api/hosts', {
-    name: 'vcsim',
-    url: vcsim.url,
-    username: vcsim.username,
-    password: vcsim.password,
-    thumbprint: vcsim.thumbprint,
-  });
-  await app.api('POST', `/api/hosts/${host.id}/sync`);
-  const vm = itemsOf(await app.api<{ id: string; name: string }[]>('GET', '/api/vms')).find((v) => v.name === VM_NAME)!;
-  const job = await app.api<{ id: string }>('POST', `/api/vms/${vm.id}/backup`, { quiesce: false });
-  const done = await waitForJob(app, job.id);
+  await addVcsimHost(app, vcsim);
+  const done = await runBackup(app, await vmIdByName(app, VM_NAME));
   expect(done).toMatchObject({ state: 'succeeded' });
   point = await app.api<PointRow>('GET', `/api/restore-points/${done.restorePointId}`);
   point.disks.sort((a, b) => a.deviceKey - b.deviceKey);

@@ -10,17 +10,14 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { APP_CONFIG, loadConfig, type AppConfig } from '@vmkeep/config';
+import { loadConfig, type AppConfig } from '@vmkeep/config';
 import { openRaw } from '@vmkeep/disk-formats';
 import { FileIndexError, FileIndexStore, encodePage, indexPoint, searchPoints } from '@vmkeep/file-index';
 import { HostEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
-import { AppModule } from '../apps/api/src/app.module';
-import { configureApp } from '../apps/api/src/app';
+import { startApiApp } from './peers/api-app';
 import { makeExt } from './peers/fs-images';
 
 const REDIS_DB = 15;
@@ -146,10 +143,7 @@ describe('file index of an encrypted repository', () => {
   });
 
   it('is searched through the API of an appliance whose default repository is encrypted', async () => {
-    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).overrideProvider(APP_CONFIG).useValue(config).compile();
-    const app: INestApplication = moduleRef.createNestApplication({ logger: ['error'] });
-    configureApp(app);
-    await app.listen(0, '127.0.0.1');
+    const { app } = await startApiApp(config);
     try {
       const data = app.get(DataSource);
       const host = await data.getRepository(HostEntity).save({ name: 'enc-host', url: 'https://127.0.0.1:1/sdk', username: 'u', passwordSealed: 'x' });

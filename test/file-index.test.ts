@@ -8,22 +8,18 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
 import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import type { DataSource } from 'typeorm';
-import { BackupService, ChunkRepositoryProvider } from '@vmkeep/backup';
-import { APP_CONFIG, loadConfig, type AppConfig } from '@vmkeep/config';
+import type { BackupService } from '@vmkeep/backup';
+import { loadConfig, type AppConfig } from '@vmkeep/config';
 import { FileIndexStore, type PointIndexRecord } from '@vmkeep/file-index';
-import type { HostsService } from '@vmkeep/inventory';
-import { HostEntity, JobEntity, openDataSource, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
+import { JobEntity, openDataSource, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
 import { connect } from '@vmkeep/vsphere';
-import { AppModule } from '../apps/api/src/app.module';
-import { configureApp } from '../apps/api/src/app';
-import { runCli } from '../apps/cli/src/program';
-import { CredentialStore } from '../apps/cli/src/credentials';
+import { startApiApp } from './peers/api-app';
+import { backupServiceOn, saveVcsimVms } from './peers/backup-service';
+import { runCliInProcess } from './peers/cli';
 import { buildRandomZeroImage } from './peers/disk-images';
 import { makeExt, run } from './peers/fs-images';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
@@ -96,24 +92,12 @@ describe('guest file index at backup time, search across restore points', () => 
       work,
     );
     db = await openDataSource(config);
-    const host = await db.getRepository(HostEntity).save({ name: 'vcsim', url: sim.url, username: sim.username, passwordSealed: 'x' });
-    vm = await db.getRepository(VmEntity).save({ hostId: host.id, moref: sim.vms.find((v) => v.name === VM)!.id, name: VM });
-    const sessions = {
-      sessionFor: () => connect({ url: sim.url, username: sim.username, password: sim.password, thumbprint: sim.thumbprint }),
-    } as unknown as HostsService;
-    service = new BackupService(
-      db.getRepository(JobEntity),
-      db.getRepository(VmEntity),
-      db.getRepository(HostEntity),
-      db.getRepository(RestorePointEntity),
-      sessions,
-      new ChunkRepositoryProvider(config),
+    vm = (await saveVcsimVms(db, sim, [VM])).get(VM)!;
+    service = backupServiceOn(db, config, () =>
+      connect({ url: sim.url, username: sim.username, password: sim.password, thumbprint: sim.thumbprint }),
     );
 
-    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).overrideProvider(APP_CONFIG).useValue(config).compile();
-    app = moduleRef.createNestApplication({ logger: ['error'] });
-    configureApp(app);
-    await app.listen(0, '127.0.0.1');
+    ({ app } = await startApiApp(config));
     const password = (await fs.readFile(config.admin.passwordFile, 'utf8')).trim();
     const login = await request(app.getHttpServer()).post('/api/auth/login').send({ username: 'admin', password }).expect(200);
     token = login.body.token;
@@ -244,23 +228,18 @@ describe('guest file index at backup time, search across restore points', () => 
 
   it('vmkeep files find PATTERN --vm VM (CLI against the same API)', async () => {
     const address = app.getHttpServer().address() as { port: number };
-    const out = new PassThrough();
-    const err = new PassThrough();
-    let stdout = '';
-    out.on('data', (d) => (stdout += d));
-    const credentials = new CredentialStore(path.join(work, 'cli-credentials.json'));
-    const io = { stdout: out, stderr: err, stdin: new PassThrough() };
     const url = `http://127.0.0.1:${address.port}`;
-    const code = await runCli(['files', 'find', 'new-report', '--vm', VM, '--json', '--url', url, '--token', token], io, credentials);
-    expect(code).toBe(0);
-    const result = JSON.parse(stdout) as { hits: Hit[] };
+    const cli = (args: string[]) => runCliInProcess([...args, '--url', url, '--token', token], { home: work });
+    const found = await cli(['files', 'find', 'new-report', '--vm', VM, '--json']);
+    expect(found.code).toBe(0);
+    const result = JSON.parse(found.stdout) as { hits: Hit[] };
     expect(result.hits.map((h) => [h.path, h.versions.map((v) => v.points.map((p) => p.id))])).toEqual([
       ['/home/alice/new-report.txt', [[second.point.id]]],
     ]);
-    stdout = '';
-    expect(await runCli(['files', 'find', '*.conf', '--url', url, '--token', token], io, credentials)).toBe(0);
-    expect(stdout).toMatch(/^VM\s+PATH\s+TYPE\s+SIZE\s+MODIFIED\s+POINTS\n/);
-    expect(stdout).toMatch(new RegExp(`${VM}\\s+${first.point.disks[0].key}:0/etc/app.conf\\s+file\\s+.*2025-04-02T12:30:00.000Z\\s+1: ${second.point.id}`));
+    const table = await cli(['files', 'find', '*.conf']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^VM\s+PATH\s+TYPE\s+SIZE\s+MODIFIED\s+POINTS\n/);
+    expect(table.stdout).toMatch(new RegExp(`${VM}\\s+${first.point.disks[0].key}:0/etc/app.conf\\s+file\\s+.*2025-04-02T12:30:00.000Z\\s+1: ${second.point.id}`));
   });
 
   it('the next backup drops the index record of a deleted point; search lists that point as unindexed', async () => {

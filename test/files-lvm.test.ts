@@ -6,14 +6,11 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { openImage } from '@vmkeep/disk-formats';
-import { Repository } from '@vmkeep/repository';
-import { CredentialStore } from '../apps/cli/src/credentials';
-import { runCli } from '../apps/cli/src/program';
+import { runCliInProcess } from './peers/cli';
 import { seededBytes } from './peers/disk-images';
 import { makeExt, MiB, placeImage, run, writeMbr } from './peers/fs-images';
 import { fakeUuid, type LvSpec, PE_START, type PvSpec, type VgSpec, vgText, writeIntoLv, writePv } from './peers/lvm-images';
+import { imagePoint } from './peers/repository-points';
 
 const EXTENT_SECTORS = 8192; // 4 MiB
 const PV_START_SECTOR = 10240; // partition 2 at 5 MiB
@@ -23,18 +20,7 @@ let repoPath: string;
 let pointId: string;
 let lvImage: string;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const stdin = new PassThrough();
-  stdin.end();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  const code = await runCli(args, { stdout, stderr, stdin }, new CredentialStore(path.join(dir, 'credentials.json')));
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
+const cli = (args: string[]) => runCliInProcess(args, { home: dir });
 
 /** The LV's bytes read back from the disk file by its segments (linear: PV data start + extent × extent size). */
 async function lvBytesFromDisk(disk: string, vg: VgSpec, lv: LvSpec): Promise<Buffer> {
@@ -105,12 +91,7 @@ beforeAll(async () => {
   await fs.writeFile(lvImage, await lvBytesFromDisk(disk, vg, lv));
 
   repoPath = path.join(dir, 'repo');
-  const repo = await Repository.init(repoPath);
-  const writer = repo.beginPoint();
-  const opened = await openImage(disk);
-  await writer.writeDisk('disk-0', opened);
-  await opened.close();
-  pointId = (await writer.commit({ vm: 'lvm-vm' })).id;
+  pointId = await imagePoint(repoPath, disk, { vm: 'lvm-vm' }, 'disk-0');
 }, 60_000);
 
 afterAll(async () => {

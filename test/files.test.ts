@@ -7,22 +7,17 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { APP_CONFIG, loadConfig } from '@vmkeep/config';
-import { openImage } from '@vmkeep/disk-formats';
-import { HostEntity, RestorePointEntity, UserEntity, VmEntity, hashPassword } from '@vmkeep/persistence';
-import { Repository } from '@vmkeep/repository';
-import { AppModule } from '../apps/api/src/app.module';
-import { configureApp } from '../apps/api/src/app';
-import { CredentialStore } from '../apps/cli/src/credentials';
-import { runCli } from '../apps/cli/src/program';
+import { loadConfig } from '@vmkeep/config';
+import { HostEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
+import { roleTokens, startApiApp } from './peers/api-app';
+import { runCliInProcess } from './peers/cli';
 import { seededBytes } from './peers/disk-images';
 import { MiB, makeExt, makeFat, placeImage, run, walkHostTree } from './peers/fs-images';
+import { imagePoint } from './peers/repository-points';
 
 const execFileP = promisify(execFile);
 const REDIS_DB = 12;
@@ -48,18 +43,7 @@ const binary = (res: request.Response, cb: (err: Error | null, body: Buffer) => 
   res.on('end', () => cb(null, Buffer.concat(parts)));
 };
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const stdin = new PassThrough();
-  stdin.end();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  const code = await runCli(args, { stdout, stderr, stdin }, new CredentialStore(path.join(dir, 'credentials.json')));
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
+const cli = (args: string[]) => runCliInProcess(args, { home: dir });
 
 async function writeAt(file: string, offset: number, data: Buffer): Promise<void> {
   const h = await fs.promises.open(file, fs.constants.O_RDWR | fs.constants.O_CREAT);
@@ -110,24 +94,11 @@ beforeAll(async () => {
   redis.pathname = `/${REDIS_DB}`;
   const config = loadConfig({ VMKEEP_DATA_DIR: dir, REDIS_URL: redis.toString(), VMKEEP_ADMIN_PASSWORD: 'admin-pw-123' }, dir);
   repoPath = config.repositoryPath;
-  const repo = await Repository.init(repoPath);
-  const writer = repo.beginPoint();
-  const image = await openImage(disk);
-  await writer.writeDisk('disk-2000', image);
-  await image.close();
-  repoPointId = (await writer.commit({ vm: 'files-vm' })).id;
+  repoPointId = await imagePoint(repoPath, disk, { vm: 'files-vm' });
 
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).overrideProvider(APP_CONFIG).useValue(config).compile();
-  app = moduleRef.createNestApplication({ logger: ['error'] });
-  configureApp(app);
-  await app.listen(0, '127.0.0.1');
-  url = await app.getUrl();
+  ({ app, url } = await startApiApp(config));
   const data = app.get(DataSource);
-  tokens.admin = (await api().post('/api/auth/login').send({ username: 'admin', password: 'admin-pw-123' }).expect(200)).body.token;
-  for (const role of ['operator', 'viewer'] as const) {
-    await data.getRepository(UserEntity).save({ username: role, passwordHash: await hashPassword(`${role}-pw`, { N: 1024, r: 8, p: 1 }), role });
-    tokens[role] = (await api().post('/api/auth/login').send({ username: role, password: `${role}-pw` }).expect(200)).body.token;
-  }
+  Object.assign(tokens, await roleTokens(app, 'admin-pw-123'));
   const host = await data.getRepository(HostEntity).save({ name: 'vc1', url: 'https://vc1.invalid', username: 'u', passwordSealed: 'x' });
   const vm = await data.getRepository(VmEntity).save({ hostId: host.id, moref: 'vm-1', name: 'files-vm' });
   const point = await data.getRepository(RestorePointEntity).save({

@@ -6,23 +6,19 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { APP_CONFIG, loadConfig } from '@vmkeep/config';
-import { openImage } from '@vmkeep/disk-formats';
-import { RestorePointEntity, UserEntity, VmEntity, hashPassword } from '@vmkeep/persistence';
+import { loadConfig } from '@vmkeep/config';
+import { RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { Repository } from '@vmkeep/repository';
 import { FileBrowser, restoreToGuest, type GuestRestoreProgress } from '@vmkeep/restore';
 import { GuestAuthenticationError, GuestToolsError, connect, transferUrl, type VimSession } from '@vmkeep/vsphere';
-import { AppModule } from '../apps/api/src/app.module';
-import { configureApp } from '../apps/api/src/app';
-import { CredentialStore } from '../apps/cli/src/credentials';
-import { runCli } from '../apps/cli/src/program';
+import { roleTokens, startApiApp } from './peers/api-app';
+import { runCliInProcess } from './peers/cli';
 import { seededBytes } from './peers/disk-images';
 import { MiB, makeExt } from './peers/fs-images';
+import { imagePoint } from './peers/repository-points';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
 // Shares DB 12 with files.test.ts: neither enqueues anything.
@@ -64,18 +60,7 @@ function snapshot(root: string): Record<string, string> {
   return out;
 }
 
-async function cli(args: string[], stdinText = ''): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const stdin = new PassThrough();
-  stdin.end(stdinText);
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  const code = await runCli(args, { stdout, stderr, stdin }, new CredentialStore(path.join(dir, 'credentials.json')));
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
+const cli = (args: string[], input = '') => runCliInProcess(args, { home: dir, input });
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmkeep-guest-restore-'));
@@ -103,25 +88,12 @@ beforeAll(async () => {
   redis.pathname = `/${REDIS_DB}`;
   const config = loadConfig({ VMKEEP_DATA_DIR: dir, REDIS_URL: redis.toString(), VMKEEP_ADMIN_PASSWORD: 'admin-pw-123' }, dir);
   repoPath = config.repositoryPath;
-  const repo = await Repository.init(repoPath);
-  const writer = repo.beginPoint();
-  const image = await openImage(disk);
-  await writer.writeDisk('disk-2000', image);
-  await image.close();
-  repoPointId = (await writer.commit({ vm: 'guest-vm' })).id;
+  repoPointId = await imagePoint(repoPath, disk, { vm: 'guest-vm' });
 
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).overrideProvider(APP_CONFIG).useValue(config).compile();
-  app = moduleRef.createNestApplication({ logger: ['error'] });
-  configureApp(app);
-  await app.listen(0, '127.0.0.1');
-  url = await app.getUrl();
+  ({ app, url } = await startApiApp(config));
   const data = app.get(DataSource);
-  const admin = (await api().post('/api/auth/login').send({ username: 'admin', password: 'admin-pw-123' }).expect(200)).body.token;
-  for (const role of ['operator', 'viewer'] as const) {
-    await data.getRepository(UserEntity).save({ username: role, passwordHash: await hashPassword(`${role}-pw`, { N: 1024, r: 8, p: 1 }), role });
-  }
-  operator = (await api().post('/api/auth/login').send({ username: 'operator', password: 'operator-pw' }).expect(200)).body.token;
-  viewer = (await api().post('/api/auth/login').send({ username: 'viewer', password: 'viewer-pw' }).expect(200)).body.token;
+  const { admin, ...others } = await roleTokens(app, 'admin-pw-123');
+  ({ operator, viewer } = others);
 
   const host = await api()
     .post('/api/hosts')

@@ -13,6 +13,7 @@ import { DataSource } from 'typeorm';
 import { RESTORE_QUEUE } from '@vmkeep/contracts';
 import { startAppliance, vmkeep, type Appliance } from './peers/appliance';
 import { freePort, makeTempDir, requireBinary } from './peers/process';
+import { flushRedisDb } from './peers/redis';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 import { bootSector } from './peers/boot-sector';
 
@@ -81,9 +82,7 @@ beforeAll(async () => {
   fs.writeFileSync(imageFile, image);
   vcsim = await startVcsim({ seed: [{ name: 'instant-vm', disks: [{ image: imageFile }] }] });
   redisUrl = `${process.env.TEST_REDIS_URL!.replace(/\/\d*$/, '')}/${REDIS_DB}`;
-  const redis = new Redis(redisUrl);
-  await redis.flushdb();
-  redis.disconnect();
+  await flushRedisDb(redisUrl, REDIS_DB);
   nbdPort = await freePort();
   app = await startAppliance({ redisUrl: process.env.TEST_REDIS_URL!, redisDb: REDIS_DB, env: { VMKEEP_NBD_HOST: '127.0.0.1', VMKEEP_NBD_PORT: String(nbdPort) } });
   const login = await cli(['login', '--username', 'admin', '--password-stdin'], { input: `${app.adminPassword}\n` });

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '@vmkeep/config';
 import { openDataSource, RestorePointEntity } from '@vmkeep/persistence';
-import { itemsOf, startAppliance, vmkeep, waitForJob, type Appliance, type JobRow } from './peers/appliance';
+import { addVcsimHost, startAppliance, vmIdByName, vmkeep, waitForJob, type Appliance, type JobRow } from './peers/appliance';
 import { buildExt4Image, buildRandomZeroImage } from './peers/disk-images';
 import type { Peer } from './peers/process';
 import { startRedis } from './peers/redis';
@@ -138,15 +138,8 @@ beforeAll(async () => {
       VMKEEP_WEBHOOK_TIMEOUT_MS: '3000',
     },
   });
-  const host = await app.api<{ id: string }>('POST', '/api/hosts', {
-    name: 'vcsim',
-    url: vcsim.url,
-    username: vcsim.username,
-    password: vcsim.password,
-    thumbprint: vcsim.thumbprint,
-  });
-  await app.api('POST', `/api/hosts/${host.id}/sync`);
-  vmId = itemsOf(await app.api<{ id: string; name: string }[]>('GET', '/api/vms')).find((v) => v.name === VM_NAME)!.id;
+  await addVcsimHost(app, vcsim);
+  vmId = await vmIdByName(app, VM_NAME);
   hooks.ok = (await app.api<{ id: string }>('POST', '/api/webhooks', { name: 'ok', url: `${receiver.url}/ok`, events: ['backup.*'], secret: OK_SECRET })).id;
   hooks.flaky = (await app.api<{ id: string }>('POST', '/api/webhooks', { name: 'flaky', url: `${receiver.url}/flaky`, events: ['backup.succeeded'], secret: FLAKY_SECRET })).id;
   metricsBefore = parseMetrics(await (await scrape(METRICS_TOKEN)).text()).samples;

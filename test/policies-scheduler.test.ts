@@ -5,12 +5,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Queue } from 'bullmq';
-import Redis from 'ioredis';
 import { POLICY_QUEUE } from '@vmkeep/policies';
 import { parseRedisUrl } from '@vmkeep/queue';
 import { buildRandomZeroImage } from './peers/disk-images';
-import { itemsOf, startAppliance, vmkeep, type Appliance } from './peers/appliance';
+import { addVcsimHost, itemsOf, startAppliance, vmkeep, type Appliance } from './peers/appliance';
 import { makeTempDir, spawnPeer, waitUntil, type SpawnedPeer } from './peers/process';
+import { flushRedisDb } from './peers/redis';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
 const REDIS_DB = 14;
@@ -41,9 +41,7 @@ beforeAll(async () => {
     ],
   });
   const redisUrl = process.env.TEST_REDIS_URL!;
-  const redis = new Redis(`${redisUrl.replace(/\/\d*$/, '')}/${REDIS_DB}`);
-  await redis.flushdb();
-  redis.disconnect();
+  await flushRedisDb(redisUrl, REDIS_DB);
   app = await startAppliance({ redisUrl, redisDb: REDIS_DB });
   // Two more worker processes next to the appliance's own: three compete for every tick.
   for (let i = 0; i < 2; i++) {
@@ -65,14 +63,7 @@ afterAll(async () => {
 });
 
 it('runs each tick once with three workers, one backup per VM per tick, and keeps what the retention says', async () => {
-  const host = await app.api<{ id: string }>('POST', '/api/hosts', {
-    name: 'vcsim',
-    url: vcsim.url,
-    username: vcsim.username,
-    password: vcsim.password,
-    thumbprint: vcsim.thumbprint,
-  });
-  await app.api('POST', `/api/hosts/${host.id}/sync`);
+  await addVcsimHost(app, vcsim);
   const home = makeTempDir('vmkeep-policies-home-');
   const cli = (args: string[]) => vmkeep(args, { home, env: { VMKEEP_URL: app.url, VMKEEP_TOKEN: app.token } });
 

@@ -11,9 +11,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import Redis from 'ioredis';
-import { itemsOf, startAppliance, vmkeep, waitForJob, type Appliance } from './peers/appliance';
+import { addVcsimHost, itemsOf, runBackup, startAppliance, vmIdByName, vmkeep, type Appliance } from './peers/appliance';
 import { seededBytes, sha256File } from './peers/disk-images';
+import { flushRedisDb } from './peers/redis';
 import { startS3, type S3Peer } from './peers/s3';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
 
@@ -97,9 +97,7 @@ function filesContaining(dir: string, needle: string): string[] {
 }
 
 async function backUp(a: Appliance, repositoryId?: string): Promise<PointRow> {
-  const vm = itemsOf(await a.api<{ id: string; name: string }[]>('GET', '/api/vms')).find((v) => v.name === VM_NAME)!;
-  const job = await a.api<{ id: string }>('POST', `/api/vms/${vm.id}/backup`, repositoryId ? { repositoryId } : {});
-  const done = await waitForJob(a, job.id);
+  const done = await runBackup(a, await vmIdByName(a, VM_NAME), repositoryId ? { repositoryId } : {});
   expect(done).toMatchObject({ state: 'succeeded' });
   return (await call<PointRow>(a, 'GET', `/api/restore-points/${done.restorePointId}`)).body;
 }
@@ -113,18 +111,9 @@ beforeAll(async () => {
   plainDir = path.join(work, 'plain');
   vcsim = await startVcsim({ seed: [{ name: VM_NAME, disks: [{ image }] }] });
   const redisUrl = process.env.TEST_REDIS_URL!;
-  const redis = new Redis(`${redisUrl.replace(/\/\d*$/, '')}/${REDIS_DB}`);
-  await redis.flushdb();
-  redis.disconnect();
+  await flushRedisDb(redisUrl, REDIS_DB);
   app = await startAppliance({ redisUrl, redisDb: REDIS_DB, env: { VMKEEP_REPOSITORY_PASSPHRASE: DEFAULT_PASSPHRASE } });
-  const host = await app.api<{ id: string }>('POST', '/api/hosts', {
-    name: 'vcsim',
-    url: vcsim.url,
-    username: vcsim.username,
-    password: vcsim.password,
-    thumbprint: vcsim.thumbprint,
-  });
-  await app.api('POST', `/api/hosts/${host.id}/sync`);
+  await addVcsimHost(app, vcsim);
 }, 240_000);
 
 afterAll(async () => {

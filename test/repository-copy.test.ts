@@ -5,31 +5,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { runCli } from '../apps/cli/src/program';
-import { CredentialStore } from '../apps/cli/src/credentials';
+import { runCliInProcess } from './peers/cli';
 import { makeTempDir } from './peers/process';
-
-/** Runs vmkeep with `env` added to the environment (the CLI reads it through libs/config). */
-async function vmkeep(args: string[], opts: { home: string; env: Record<string, string> }) {
-  const saved = { ...process.env };
-  Object.assign(process.env, opts.env);
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const stdin = new PassThrough();
-  stdin.end();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  try {
-    const code = await runCli(args, { stdout, stderr, stdin }, new CredentialStore(path.join(opts.home, 'credentials.json')));
-    return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-  } finally {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
-  }
-}
 
 const MIB = 1024 * 1024;
 
@@ -43,7 +20,7 @@ interface CopyJson {
 describe('vmkeep repo copy', () => {
   let home: string;
   const run = async (args: string[], env: Record<string, string>) => {
-    const r = await vmkeep([...args, '--json'], { home, env });
+    const r = await runCliInProcess([...args, '--json'], { home, env });
     if (r.code !== 0) throw new Error(`vmkeep ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
     return JSON.parse(r.stdout) as Record<string, unknown>;
   };
@@ -75,7 +52,7 @@ describe('vmkeep repo copy', () => {
     const digest = (f: string) => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
     expect(digest(out)).toBe(digest(image));
 
-    const wrong = await vmkeep(['repo', 'copy', '--to', dst.VMKEEP_REPO], {
+    const wrong = await runCliInProcess(['repo', 'copy', '--to', dst.VMKEEP_REPO], {
       home,
       env: { ...src, VMKEEP_TARGET_PASSPHRASE: 'not it' },
     });

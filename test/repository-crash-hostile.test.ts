@@ -8,7 +8,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { BufferDisk } from '@vmkeep/disk';
 import {
   CHUNK_ID_BYTES,
@@ -19,8 +18,7 @@ import {
   INDEX_OFF_DISK_SIZE,
   Repository,
 } from '@vmkeep/repository';
-import { CredentialStore } from '../apps/cli/src/credentials';
-import { runCli } from '../apps/cli/src/program';
+import { runCliInProcess } from './peers/cli';
 import { seededBytes } from './peers/disk-images';
 import { makeTempDir } from './peers/process';
 
@@ -28,25 +26,7 @@ const CHUNK = 256 * 1024;
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Runs the CLI in process with VMKEEP_REPO (and a passphrase) set; returns exit code and output. */
-async function vmkeep(args: string[], env: Record<string, string>, home: string) {
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const stdin = new PassThrough();
-  stdin.end();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  try {
-    const code = await runCli(args, { stdout, stderr, stdin }, new CredentialStore(path.join(home, 'credentials.json')));
-    return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-  } finally {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
-  }
-}
+const vmkeep = (args: string[], env: Record<string, string>, home: string) => runCliInProcess(args, { home, env });
 
 describe('hostile manifests and indexes → typed errors through vmkeep repo', () => {
   let home: string;

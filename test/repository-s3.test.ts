@@ -7,7 +7,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
 import {
   CorruptChunkError,
   FsStorage,
@@ -22,8 +21,7 @@ import {
   inlineChunkCodec,
 } from '@vmkeep/repository';
 import { BufferDisk } from '@vmkeep/disk';
-import { runCli } from '../apps/cli/src/program';
-import { CredentialStore } from '../apps/cli/src/credentials';
+import { runCliInProcess } from './peers/cli';
 import { makeTempDir } from './peers/process';
 import { S3Peer, startS3 } from './peers/s3';
 
@@ -274,25 +272,7 @@ describe('Repository on S3 (s3rver)', () => {
 });
 
 /** Runs the vmkeep CLI in this process with `env` added (it reads the environment through libs/config). */
-async function vmkeep(args: string[], env: Record<string, string>) {
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const stdin = new PassThrough();
-  stdin.end();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  try {
-    const code = await runCli(args, { stdout, stderr, stdin }, new CredentialStore(path.join(home, 'credentials.json')));
-    return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-  } finally {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
-  }
-}
+const vmkeep = (args: string[], env: Record<string, string>) => runCliInProcess(args, { home, env });
 
 describe('vmkeep repo on s3://', () => {
   it('init, backup-image, list, restore and verify end to end; restores byte-exact; secrets stay out of output', async () => {

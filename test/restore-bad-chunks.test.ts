@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { CHUNK_FANOUT_CHARS, Repository } from '@vmkeep/repository';
 import { connect, type VimSession } from '@vmkeep/vsphere';
-import { itemsOf, startAppliance, vmkeep, waitForJob, type Appliance, type JobRow } from './peers/appliance';
+import { addVcsimHost, runBackup, startAppliance, vmIdByName, vmkeep, waitForJob, type Appliance, type JobRow } from './peers/appliance';
 import { seededBytes } from './peers/disk-images';
 import type { Peer } from './peers/process';
 import { startRedis } from './peers/redis';
@@ -52,17 +52,8 @@ beforeAll(async () => {
 
   redis = await startRedis();
   app = await startAppliance({ redisUrl: redis.url, redisDb: 0 });
-  const host = await app.api<{ id: string }>('POST', '/api/hosts', {
-    name: 'vcsim',
-    url: vcsim.url,
-    username: vcsim.username,
-    password: vcsim.password,
-    thumbprint: vcsim.thumbprint,
-  });
-  await app.api('POST', `/api/hosts/${host.id}/sync`);
-  const vm = itemsOf(await app.api<{ id: string; name: string }[]>('GET', '/api/vms')).find((v) => v.name === VM_NAME)!;
-  const job = await app.api<{ id: string }>('POST', `/api/vms/${vm.id}/backup`, { quiesce: false });
-  const done = await waitForJob(app, job.id);
+  await addVcsimHost(app, vcsim);
+  const done = await runBackup(app, await vmIdByName(app, VM_NAME));
   expect(done).toMatchObject({ state: 'succeeded' });
   pointId = done.restorePointId!;
   diskKey = (await app.api<{ disks: { key: string }[] }>('GET', `/api/restore-points/${pointId}`)).disks[0].key;

@@ -10,16 +10,14 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { APP_CONFIG, loadConfig, type AppConfig } from '@vmkeep/config';
+import { loadConfig, type AppConfig } from '@vmkeep/config';
 import { openRaw } from '@vmkeep/disk-formats';
 import { FileIndexStore, indexPoint } from '@vmkeep/file-index';
 import { HostEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
-import { AppModule } from '../apps/api/src/app.module';
-import { configureApp } from '../apps/api/src/app';
+import { startApiApp } from './peers/api-app';
 import { makeExt } from './peers/fs-images';
 
 const REDIS_DB = 15; // shared by key: this suite enqueues nothing
@@ -111,10 +109,7 @@ describe('file search across repositories', () => {
       await defaultRepo.close();
     }
 
-    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).overrideProvider(APP_CONFIG).useValue(config).compile();
-    app = moduleRef.createNestApplication({ logger: ['error'] });
-    configureApp(app);
-    await app.listen(0, '127.0.0.1');
+    ({ app } = await startApiApp(config));
     const login = await request(app.getHttpServer()).post('/api/auth/login').send({ username: 'admin', password: 'admin-pw-123' }).expect(200);
     token = login.body.token;
     const auth = { Authorization: `Bearer ${token}` };

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, makeTempDir, spawnPeer, waitUntil, type SpawnedPeer } from './process';
+import type { VcsimInstance } from './vcsim';
 
 const run = promisify(execFile);
 
@@ -258,4 +259,38 @@ export async function waitForJob(
 /** Lists from the API come as an array or as { items }. */
 export function itemsOf<T>(data: T[] | { items: T[] }): T[] {
   return Array.isArray(data) ? data : data.items;
+}
+
+/** Registers a vCenter simulator (or any host with those credentials) as host `name` and syncs its inventory. */
+export async function addVcsimHost(
+  app: Pick<Appliance, 'api'>,
+  sim: Pick<VcsimInstance, 'url' | 'username' | 'password' | 'thumbprint'>,
+  name = 'vcsim',
+): Promise<string> {
+  const host = await app.api<{ id: string }>('POST', '/api/hosts', {
+    name,
+    url: sim.url,
+    username: sim.username,
+    password: sim.password,
+    thumbprint: sim.thumbprint,
+  });
+  await app.api('POST', `/api/hosts/${host.id}/sync`);
+  return host.id;
+}
+
+/** The id of the synced VM called `name`; throws when the inventory has none. */
+export async function vmIdByName(app: Pick<Appliance, 'api'>, name: string): Promise<string> {
+  const vm = itemsOf(await app.api<{ id: string; name: string }[]>('GET', '/api/vms')).find((v) => v.name === name);
+  if (!vm) throw new Error(`no VM named ${name} in the appliance's inventory`);
+  return vm.id;
+}
+
+/** Starts a backup of the VM through the API and waits until its job is final (the caller checks the state). */
+export async function runBackup(
+  app: Pick<Appliance, 'api' | 'logs'>,
+  vmId: string,
+  body: Record<string, unknown> = { quiesce: false },
+): Promise<JobRow> {
+  const job = await app.api<{ id: string }>('POST', `/api/vms/${vmId}/backup`, body);
+  return waitForJob(app, job.id);
 }

@@ -1,5 +1,7 @@
-// Test peer: a throw-away redis-server process on 127.0.0.1, a free port and a temp dir, without persistence.
+// Test peer: a throw-away redis-server process on 127.0.0.1, a free port and a temp dir, without persistence; and a
+// helper emptying one logical database of the shared test Redis.
 import * as net from 'node:net';
+import Redis from 'ioredis';
 import { freePort, makeTempDir, requireBinary, startServerPeer, type Peer } from './process';
 
 /** Sends one inline command to Redis over TCP and returns the first reply line. */
@@ -45,4 +47,15 @@ export async function startRedis(): Promise<Peer> {
     ready: async () => (await redisCommand(port, 'PING')) === '+PONG',
     readyTimeoutMs: 15_000,
   });
+}
+
+/** Empties logical database `db` of the Redis at `url` (redis://host:port[/n]), so a suite starts without old jobs. */
+export async function flushRedisDb(url: string, db: number): Promise<void> {
+  const redis = new Redis(`${url.replace(/\/\d*$/, '')}/${db}`, { lazyConnect: true });
+  try {
+    await redis.connect();
+    await redis.flushdb();
+  } finally {
+    redis.disconnect();
+  }
 }

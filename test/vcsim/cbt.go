@@ -383,12 +383,10 @@ func (c *cbtTracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.next.ServeHTTP(w, r)
 		return
 	}
-	body, err := ioutil.ReadAll(r.Body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	body, ok := readSoapBody(w, r)
+	if !ok {
 		return
 	}
-	r.Body = ioutil.NopCloser(bytes.NewReader(body))
 	switch {
 	case bytes.Contains(body, []byte("QueryChangedDiskAreas")):
 		c.serveQuery(w, r, body)
@@ -401,13 +399,8 @@ func (c *cbtTracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *cbtTracker) serveQuery(w http.ResponseWriter, r *http.Request, body []byte) {
-	if _, err := r.Cookie("vmware_soap_session"); err != nil {
-		writeFault(w, "NotAuthenticated", "", "The session is not authenticated.")
-		return
-	}
 	var env qcdaEnvelope
-	if err := xml.Unmarshal(body, &env); err != nil {
-		writeFault(w, "InvalidRequest", "", "malformed request: "+err.Error())
+	if !decodeSoap(w, r, body, &env) {
 		return
 	}
 	req := env.Body.Req
@@ -432,6 +425,32 @@ func (c *cbtTracker) serveQuery(w http.ResponseWriter, r *http.Request, body []b
 	out.WriteString(`</returnval></QueryChangedDiskAreasResponse></soapenv:Body></soapenv:Envelope>`)
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 	_, _ = io.WriteString(w, out.String())
+}
+
+// readSoapBody reads a SOAP request's body and puts it back for the next handler; on a read error it answers 400
+// and returns false.
+func readSoapBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := ioutil.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	r.Body = ioutil.NopCloser(bytes.NewReader(body))
+	return body, true
+}
+
+// decodeSoap unmarshals a SOAP request of a logged-in session into env; without the session cookie it answers
+// NotAuthenticated, for a malformed envelope InvalidRequest, and returns false.
+func decodeSoap(w http.ResponseWriter, r *http.Request, body []byte, env interface{}) bool {
+	if _, err := r.Cookie("vmware_soap_session"); err != nil {
+		writeFault(w, "NotAuthenticated", "", "The session is not authenticated.")
+		return false
+	}
+	if err := xml.Unmarshal(body, env); err != nil {
+		writeFault(w, "InvalidRequest", "", "malformed request: "+err.Error())
+		return false
+	}
+	return true
 }
 
 func writeFault(w http.ResponseWriter, name, property, message string) {

@@ -116,12 +116,10 @@ func (g *guestOps) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
-	body, err := ioutil.ReadAll(r.Body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	body, ok := readSoapBody(w, r)
+	if !ok {
 		return
 	}
-	r.Body = ioutil.NopCloser(bytes.NewReader(body))
 	for _, method := range guestMethods {
 		if bytes.Contains(body, method) {
 			g.serveSoap(w, r, body)
@@ -132,13 +130,8 @@ func (g *guestOps) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *guestOps) serveSoap(w http.ResponseWriter, r *http.Request, body []byte) {
-	if _, err := r.Cookie("vmware_soap_session"); err != nil {
-		writeFault(w, "NotAuthenticated", "", "The session is not authenticated.")
-		return
-	}
 	var env guestEnvelope
-	if err := xml.Unmarshal(body, &env); err != nil {
-		writeFault(w, "InvalidRequest", "", "malformed request: "+err.Error())
+	if !decodeSoap(w, r, body, &env) {
 		return
 	}
 	req := env.Body.Req

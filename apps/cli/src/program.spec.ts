@@ -1,52 +1,10 @@
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { CredentialStore } from './credentials';
 import { runCli } from './program';
-
-/** A real HTTP server standing in for the API, recording what the CLI sent. */
-function fakeApi(handler: (req: http.IncomingMessage, body: string) => { status: number; json?: unknown; raw?: Buffer }) {
-  const seen: { method?: string; url?: string; auth?: string; body: string }[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => (body += d));
-    req.on('end', () => {
-      seen.push({ method: req.method, url: req.url, auth: req.headers.authorization, body });
-      const out = handler(req, body);
-      if (out.raw) {
-        res.writeHead(out.status, { 'content-length': out.raw.length });
-        res.end(out.raw);
-      } else {
-        res.writeHead(out.status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(out.json ?? {}));
-      }
-    });
-  });
-  return new Promise<{ url: string; seen: typeof seen; close(): Promise<void> }>((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({
-        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        seen,
-        close: () => new Promise((r) => server.close(() => r())),
-      }),
-    ),
-  );
-}
-
-function io(input = '') {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const stdin = new PassThrough();
-  stdin.end(input);
-  let out = '';
-  let err = '';
-  stdout.on('data', (d) => (out += d));
-  stderr.on('data', (d) => (err += d));
-  return { streams: { stdout, stderr, stdin }, out: () => out, err: () => err };
-}
+import { fakeApi, io } from './testing/fake-api';
 
 /**
  * A stream that records every write into a log shared with other streams, in the order the bytes are taken. The

@@ -144,9 +144,12 @@ export class BackupService {
     try {
       ctx = await this.loadContext(job, abort.signal);
       const { point, stats, phase, disks } = await this.backup(ctx as RunContext);
+      const { target } = ctx as RunContext;
       const indexed = await indexBackupFiles({
-        repo: (ctx as RunContext).target.repository,
-        repositoryPath: (ctx as RunContext).target.location,
+        repo: target.repository,
+        repositoryPath: target.location,
+        // The walk runs on a worker thread that opens the repository itself.
+        ...(target.runtime ? { reopen: { location: target.location, runtime: target.runtime } } : {}),
         job,
         point,
         phase,
@@ -392,7 +395,7 @@ export class BackupService {
         stats.parentChunks += s.parentChunks ?? 0;
         stats.changedBytes += outcome.changedBytes;
         stats[outcome.mode === 'incremental' ? 'incrementalDisks' : 'fullDisks']++;
-        if (outcome.fullReason && cbt) fullReasons.push(`${d.label}: ${outcome.fullReason}`);
+        if (outcome.fullReason && cbt) fullReasons.push(`${d.label} (${diskKey(d)}): ${outcome.fullReason}`);
         pointDisks.push({
           key: diskKey(d),
           deviceKey: d.key,

@@ -1,5 +1,6 @@
 import type { Logger } from '@nestjs/common';
-import { FileIndexStore, indexPoint } from '@vmkeep/file-index';
+import { FileIndexStore, indexPoint, indexPointInWorker, type IndexPointResult, type RepositoryOpening } from '@vmkeep/file-index';
+import type { Disk } from '@vmkeep/disk';
 import type { Repository } from '@vmkeep/repository';
 import type { JobEntity, RestorePointEntity } from '@vmkeep/persistence';
 import { describeFailure } from './failure';
@@ -21,6 +22,11 @@ export async function indexBackupFiles(args: {
   repo: Repository;
   /** Not used any more (the index lives in `repo`'s own storage); kept so callers need not change at once. */
   repositoryPath?: string;
+  /**
+   * How a worker thread opens `repo` again (its location, passphrase and S3 settings). Given, the walk runs on a
+   * worker thread of its own; without it, on this thread (yielding to the event loop every 1000 entries).
+   */
+  reopen?: RepositoryOpening;
   job: JobEntity;
   point: RestorePointEntity;
   phase: string;
@@ -32,13 +38,19 @@ export async function indexBackupFiles(args: {
   if (job.options?.indexFiles === false) return { phase, stats: {} };
   const note = (text: string) => `${phase}; file index: ${text}`.slice(0, 255);
   await args.setPhase('indexing guest files').catch(() => undefined);
-  const disks = [];
+  const disks: { key: string; disk: Disk }[] = [];
   try {
-    for (const d of point.disks) disks.push({ key: d.key, disk: await repo.openDisk(point.repositoryPointId, d.key) });
     // Beside the chunks, in the repository's storage; sealed with keys derived from its master keys when encrypted.
     const store = FileIndexStore.forRepository(repo);
     const started = Date.now();
-    const result = await indexPoint(store, point.repositoryPointId, disks, { signal });
+    const keys = point.disks.map((d) => d.key);
+    let result: IndexPointResult;
+    if (args.reopen) {
+      result = await indexPointInWorker(args.reopen, point.repositoryPointId, keys, { signal });
+    } else {
+      for (const key of keys) disks.push({ key, disk: await repo.openDisk(point.repositoryPointId, key) });
+      result = await indexPoint(store, point.repositoryPointId, disks, { signal });
+    }
     const { record } = result;
     await dropIndexesOfDeletedPoints(repo, store).catch((err: unknown) =>
       log.warn(`job ${job.id}: file index cleanup failed: ${describeFailure(err)}`),

@@ -32,6 +32,38 @@ export const FINAL_JOB_STATES: readonly JobState[] = ['succeeded', 'failed', 'ca
 export const JOB_TYPES = ['backup', 'restore-vm'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
+/**
+ * What one disk of a backup job did (issue 5 job history): a job's `disks` in the database and in GET /api/jobs/:id,
+ * also kept on the restore point disk as `figures`.
+ */
+export interface JobDiskFigures {
+  /** Repository disk key (`disk-<deviceKey>`). */
+  key: string;
+  label: string;
+  capacityBytes: number;
+  /** How the disk was read: only the areas changed since the parent point (CBT), or whole. */
+  mode: 'full' | 'incremental';
+  /** Why a full read was done (no parent, CBT reset, disk resized, ...). */
+  fullReason?: string;
+  /** Bytes read from the host. */
+  bytesRead: number;
+  /** Bytes the host reported changed (incremental) or allocated (full read of allocated areas only). */
+  changedBytes: number;
+  /** Compressed bytes of the chunks this disk added to the repository. */
+  newBytes: number;
+  newChunks: number;
+  /** Chunks of the disk (zero chunks included). */
+  chunks: number;
+  zeroChunks: number;
+  /** Chunks already in the repository (parent chunks included). */
+  dedupChunks: number;
+  /** Share of the disk's non-zero chunks that were already stored, 0–1 (1 = nothing new). */
+  dedupRatio: number;
+  durationMs: number;
+  /** Bytes read per second. */
+  speed: number;
+}
+
 /** Prefix of the name of every snapshot VMKeep creates, so leftovers can be recognised and removed. */
 export const SNAPSHOT_NAME_PREFIX = 'vmkeep-backup';
 

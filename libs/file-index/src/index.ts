@@ -10,3 +10,5 @@ export { indexPoint } from './indexer';
 export type { IndexPointOptions, IndexPointResult } from './indexer';
 export { compileMatcher, searchPoints } from './search';
 export type { FileHit, FileVersion, MatchOptions, SearchOptions, SearchResult } from './search';
+export { indexPointInWorker } from './threaded';
+export type { IndexPointInWorkerOptions, RepositoryOpening } from './threaded';

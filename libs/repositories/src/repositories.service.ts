@@ -236,7 +236,9 @@ export class RepositoriesService extends RepositoryResolver implements OnModuleI
   async forBackup(repositoryId?: string | null): Promise<BackupTarget> {
     const row = repositoryId ? await this.row(repositoryId) : await this.ensureDefault();
     const repository = await this.open(row.id);
-    return { id: row.id, location: row.location, repository, ...(row.s3 ? {} : { folder: row.location }) };
+    const passphrase = row.passphraseSealed ? this.secrets.open(row.passphraseSealed) : undefined;
+    const runtime = this.runtimeFor(row.s3, row.s3SecretSealed, passphrase);
+    return { id: row.id, location: row.location, repository, runtime, ...(row.s3 ? {} : { folder: row.location }) };
   }
 
   /** The repository with its passphrase and S3 settings, opened once per process (callers never close it). */

@@ -1,4 +1,4 @@
-import type { Repository } from '@vmkeep/repository';
+import type { Repository, RuntimeOptions } from '@vmkeep/repository';
 
 /** The repository one backup writes into. */
 export interface BackupTarget {
@@ -9,6 +9,11 @@ export interface BackupTarget {
   repository: Repository;
   /** The local folder (where the guest file index is kept); undefined for object storage. */
   folder?: string;
+  /**
+   * What another thread needs to open `location` again (passphrase, S3 settings): the guest file index walk runs
+   * on a worker thread that opens the repository itself. Secrets: never log it.
+   */
+  runtime?: Pick<RuntimeOptions, 'passphrase' | 's3'>;
 }
 
 /** What the backup job asks for its target; RepositoriesService is the appliance's implementation. */

@@ -1,14 +1,15 @@
 /**
  * Runs the CPU-heavy part of the chunk pipeline (hashing, compression, encryption, and on reads decryption and
- * decompression) on worker threads so backups and restores use every core. `ChunkCodec` is the narrow interface the pipeline consumes; `inlineChunkCodec` does the same work on the
- * calling thread (tests, tiny jobs).
+ * decompression) on worker threads so backups and restores use every core. `ChunkCodec` is the narrow
+ * interface the pipeline consumes; `inlineChunkCodec` does the same work on the calling thread (tests, tiny
+ * jobs).
  */
 import { availableParallelism } from 'node:os';
-import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { BlobSealing, ChunkIdScheme, EncodedPayload, compressChunk, computeChunkId, decodeBlob, encodeChunk, standalone } from './codec';
 import { CorruptChunkError, MissingChunkError } from './errors';
+import { workerScript } from './worker-script';
 
 export interface ChunkCodec {
   /**
@@ -98,13 +99,6 @@ interface Slot {
 const MAX_SPARES = 4;
 
 const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-
-function workerEntry(): { file: string; execArgv?: string[] } {
-  const ext = path.extname(__filename);
-  const file = path.join(__dirname, `chunk-worker${ext}`);
-  // Under ts-node/jest the sources are TypeScript: let the worker compile its entry on the fly.
-  return ext === '.ts' ? { file, execArgv: ['--require', 'ts-node/register/transpile-only'] } : { file };
-}
 
 /** A fixed set of worker threads. Idle workers are unref'd so they never keep the process alive. */
 export class ChunkWorkerPool implements ChunkCodec {
@@ -224,8 +218,8 @@ export class ChunkWorkerPool implements ChunkCodec {
   }
 
   private spawn(index: number): Slot {
-    const { file, execArgv } = workerEntry();
-    const worker = new Worker(file, execArgv ? { execArgv } : {});
+    const { file, options } = workerScript(__filename, 'chunk-worker');
+    const worker = new Worker(file, options);
     worker.unref();
     const slot: Slot = { worker, pending: new Map() };
     const failAll = (err: Error) => {

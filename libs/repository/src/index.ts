@@ -31,6 +31,8 @@ export type { BadChunkReport, BadIndexReport, ChunkRef, VerifyOptions, VerifyRep
 export type { WriterMarker } from './writers';
 export type { ChunkCodec } from './chunk-workers';
 export { ChunkWorkerPool, inlineChunkCodec, sharedChunkWorkers, closeSharedChunkWorkers } from './chunk-workers';
+export type { WorkerScript } from './worker-script';
+export { workerScript } from './worker-script';
 export type { ChunkStore } from './chunk-store';
 export { FsChunkStore } from './chunk-store';
 export type { IndexSealing } from './fixed-index';

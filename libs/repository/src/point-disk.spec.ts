@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { inlineChunkCodec } from './chunk-workers';
+import { CorruptChunkError } from './errors';
 import { PointDisk } from './point-disk';
 import { Repository } from './repository';
 import { BufferDisk, patterned, tempDir } from './testing/test-disks';
@@ -22,7 +23,7 @@ describe('PointDisk read-ahead', () => {
   });
   afterAll(() => tmp.cleanup());
 
-  async function open(readAhead: number, recycle?: (b: Buffer) => void) {
+  async function open(readAhead: number, recycle?: (b: Buffer) => void, bad?: number) {
     const manifest = await repo.readManifest(pointId);
     const index = await repo.readIndex(pointId, manifest.disks[0]);
     const loaded: number[] = [];
@@ -30,6 +31,7 @@ describe('PointDisk read-ahead', () => {
       index,
       (id) => {
         for (let i = 0; i < index.count; i++) if (!index.isZero(i) && index.idAt(i).equals(id)) loaded.push(i);
+        if (bad !== undefined && index.idAt(bad).equals(id)) return Promise.reject(new CorruptChunkError(id.toString('hex'), 'test damage'));
         return repo.loadChunk(id);
       },
       pointId,
@@ -73,7 +75,8 @@ describe('PointDisk read-ahead', () => {
       recycled++;
       b.fill(0xaa);
     });
-    for (let at = 0; at < data.length; at += CS) expect((await disk.read(at, CS)).equals(data.subarray(at, at + CS))).toBe(true);
+    // Sequential reads straddling chunks (served from the cache: whole-chunk reads take chunks over instead).
+    for (let at = CS / 2; at + CS <= data.length; at += CS) expect((await disk.read(at, CS)).equals(data.subarray(at, at + CS))).toBe(true);
     // Many overlapping, concurrent, unaligned reads.
     const reads = Array.from({ length: 40 }, (_, k) => {
       const at = (k * 97_003) % (data.length - 3 * CS);
@@ -82,5 +85,41 @@ describe('PointDisk read-ahead', () => {
     expect(await Promise.all(reads)).toEqual(reads.map(() => true));
     expect(recycled).toBeGreaterThan(10);
     await disk.close();
+  });
+
+  it('hands whole-chunk reads the decoded chunk itself: the reader owns it, recycling never reaches it', async () => {
+    const recycled: Buffer[] = [];
+    const { disk, loaded } = await open(3, (b) => {
+      recycled.push(b);
+      b.fill(0xaa);
+    });
+    const got: Buffer[] = [];
+    for (let at = 0; at < data.length; at += CS) got.push(await disk.read(at, CS));
+    // Each chunk decoded once (loaded ahead, then taken over by the read), none cached, so none recycled.
+    expect([...loaded].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    expect(recycled).toHaveLength(0);
+    // Unaligned and partial reads meanwhile go through the cache, which recycles (and here clobbers) its chunks.
+    for (let k = 0; k < 12; k++) await disk.read(((k * 5) % 14) * CS + 3, CS);
+    expect(recycled.length).toBeGreaterThan(0);
+    got.forEach((chunk, i) => expect(chunk.equals(data.subarray(i * CS, (i + 1) * CS))).toBe(true));
+    expect(got[5].equals(Buffer.alloc(CS))).toBe(true); // the zero chunk: zeros, never loaded
+    // A whole-chunk read of a cached chunk is a copy: the cache keeps its own.
+    await disk.read(8 * CS + 1, 10);
+    const copy = await disk.read(8 * CS, CS);
+    expect(copy.equals(data.subarray(8 * CS, 9 * CS))).toBe(true);
+    // release() gives a buffer back to the recycler.
+    disk.release(got[0]);
+    expect(recycled[recycled.length - 1]).toBe(got[0]);
+    await disk.close();
+  });
+
+  it('fails a whole-chunk read of a bad chunk loudly, loaded ahead or not', async () => {
+    const ahead = await open(4, undefined, 3);
+    for (let at = 0; at < 3 * CS; at += CS) await ahead.disk.read(at, CS);
+    expect(ahead.loaded).toContain(3); // loaded ahead (and failed) before the reader asked
+    await expect(ahead.disk.read(3 * CS, CS)).rejects.toMatchObject({ code: 'CHUNK_CORRUPT', context: { pointId, diskKey: 'd', offset: 3 * CS } });
+    expect((await ahead.disk.read(4 * CS, CS)).equals(data.subarray(4 * CS, 5 * CS))).toBe(true);
+    const cold = await open(0, undefined, 3);
+    await expect(cold.disk.read(3 * CS, CS)).rejects.toBeInstanceOf(CorruptChunkError);
   });
 });

@@ -47,8 +47,20 @@ export class PointDisk implements Disk {
     return this.index.chunkSize;
   }
 
+  /**
+   * The bytes at [offset, offset + length), in a buffer the caller owns (the disk never touches it again). A read
+   * of exactly one whole chunk (chunk-aligned, the chunk's length) gets the decoded chunk itself, no copy: a chunk
+   * loaded ahead, or one loaded for this read alone; only a chunk already cached for other reads is copied. An
+   * all-zero chunk is a fresh zeroed buffer. Bad chunks throw (CorruptChunkError / MissingChunkError), never zeros.
+   */
   async read(offset: number, length: number): Promise<Buffer> {
     checkRange(this, this.source, offset, length);
+    const whole = this.wholeChunk(offset, length);
+    if (whole >= 0) {
+      this.readAhead(whole, whole);
+      if (this.index.isZero(whole)) return Buffer.alloc(length);
+      if (!this.cache.has(whole)) return this.handOut(whole);
+    }
     const out = Buffer.allocUnsafe(length);
     const end = offset + length;
     const parts: Promise<void>[] = [];
@@ -67,6 +79,14 @@ export class PointDisk implements Disk {
     }
     await Promise.all(parts);
     return out;
+  }
+
+  /**
+   * Takes back a buffer `read` returned, which the caller (and every view of it) will never touch again: its
+   * memory may be reused at once for decoding another chunk. Optional: an unreleased buffer is garbage collected.
+   */
+  release(buffer: Buffer): void {
+    this.recycle?.(buffer);
   }
 
   /** Ranges of the chunks that are not all-zero, merged. */
@@ -105,6 +125,21 @@ export class PointDisk implements Disk {
       promise.catch(() => undefined); // surfaces when the reader gets there
       this.ahead.set(i, promise);
     }
+  }
+
+  /** The chunk [offset, offset + length) is exactly, or -1. */
+  private wholeChunk(offset: number, length: number): number {
+    const { chunkSize } = this.index;
+    if (length === 0 || offset % chunkSize !== 0) return -1;
+    const i = offset / chunkSize;
+    return this.index.lengthOf(i) === length ? i : -1;
+  }
+
+  /** Chunk i for one reader alone: taken from the read-ahead or loaded, never cached (so never recycled). */
+  private handOut(i: number): Promise<Buffer> {
+    const promise = this.ahead.get(i) ?? this.loadChunk(i);
+    this.ahead.delete(i);
+    return promise;
   }
 
   /** Copies part of chunk i into `out`, keeping the chunk pinned meanwhile. */

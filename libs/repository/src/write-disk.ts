@@ -1,7 +1,8 @@
 /**
  * The chunk pipeline of a backup: read a source Disk chunk by chunk (skipping what its extents say is
  * unallocated), drop all-zero chunks, hash, look up, compress, store, and append every id to the fixed index in
- * order. A bounded window of chunks is in flight so reads overlap with hashing/compression on worker threads.
+ * order. A bounded window of chunks is in flight so reads overlap with hashing/compression on worker threads;
+ * chunks needing no read (zero, or taken from an incremental's parent) do not occupy its slots.
  */
 import type { Disk, Extent } from '@vmkeep/disk';
 import type { ChunkIdScheme } from './codec';
@@ -46,6 +47,12 @@ export interface PipelineOptions {
 
 /** Minimum interval between two progress callbacks (a final one always follows). */
 export const PROGRESS_INTERVAL_MS = 200;
+
+/**
+ * Chunks that need no read (zero, or reused from the parent) the window may hold per slot of `concurrency`, on
+ * top of the read chunks: enough look-ahead to reach the next changed chunks, few enough pending refreshes.
+ */
+export const LIGHT_PER_SLOT = 64;
 
 type ChunkOutcome = { id: Buffer; kind: 'zero' | 'dedup' | 'parent' } | { id: Buffer; kind: 'new'; storedBytes: number };
 
@@ -155,11 +162,18 @@ export async function writeDiskChunks(
     return storeChunk(data);
   };
 
-  /** A chunk the parent holds unchanged: its id, refreshed so a concurrent garbage collection keeps it. */
-  const fromParent = async (index: FixedIndex, i: number): Promise<ChunkOutcome | undefined> => {
-    if (index.isZero(i)) return { id: ZERO_CHUNK_ID, kind: 'zero' };
+  /**
+   * The id the parent holds for chunk `i`, when it can be reused: a zero chunk, or a stored chunk verify did not
+   * mark bad (a bad one is read from the source again). Decided without I/O, so the window can tell in advance.
+   */
+  const parentId = (index: FixedIndex, i: number): Buffer | undefined => {
+    if (index.isZero(i)) return ZERO_CHUNK_ID;
     const id = index.idAt(i);
-    if (deps.knownBad?.has(id.toString('hex'))) return undefined; // verify found it bad: read it again
+    return deps.knownBad?.has(id.toString('hex')) ? undefined : id;
+  };
+  /** A chunk the parent holds unchanged: its id, refreshed so a concurrent garbage collection keeps it. */
+  const fromParent = async (id: Buffer): Promise<ChunkOutcome> => {
+    if (id === ZERO_CHUNK_ID) return { id, kind: 'zero' };
     if (!(await deps.store.refresh(id))) {
       throw new RepositoryError(`${parent?.name}: chunk ${id.toString('hex')} is missing from the store`, 'PARENT_UNREADABLE');
     }
@@ -193,7 +207,19 @@ export async function writeDiskChunks(
   const cursor = { from: 0 };
   const changed = parent ? normalizeExtents(parent.changed, size) : [];
   const changedCursor = { from: 0 };
-  const window: { promise: Promise<ChunkOutcome>; length: number }[] = [];
+  // The window: chunks in order, consumed (appended to the index) from its head. Only chunks that are read
+  // ("heavy": read, hashed, compressed, stored, about 2 x chunk size of memory each) count against
+  // `concurrency`; zero chunks and ids taken from the parent pass through without a slot, so the changed chunks
+  // of an incremental overlap however far apart they lie. Light entries are bounded separately (they hold no
+  // chunk data, only a pending refresh), which keeps the window finite on a disk that barely changed.
+  const window: { promise: Promise<ChunkOutcome>; length: number; heavy: boolean }[] = [];
+  const maxLight = deps.concurrency * LIGHT_PER_SLOT;
+  let heavy = 0;
+  const consumeHead = async () => {
+    const head = window.shift() as (typeof window)[number];
+    if (head.heavy) heavy--;
+    await consume(await head.promise, head.length);
+  };
   try {
     for (let i = 0; i < index.count; i++) {
       checkAbort();
@@ -201,21 +227,21 @@ export async function writeDiskChunks(
       const length = Math.min(chunkSize, size - start);
       const pieces = piecesOf(extents, cursor, start, start + length);
       const unchanged = parent !== undefined && piecesOf(changed, changedCursor, start, start + length).length === 0;
-      const promise = unchanged && parent
-        ? fromParent(parent.index, i).then((outcome) => outcome ?? processChunk(start, length, pieces))
-        : processChunk(start, length, pieces);
+      const reused = unchanged && parent ? parentId(parent.index, i) : undefined;
+      const isHeavy = reused === undefined && pieces.length > 0;
+      const promise = reused ? fromParent(reused) : processChunk(start, length, pieces);
       // Rejections are handled when the chunk reaches the head of the window (or in the cleanup below).
       promise.catch(() => undefined);
-      window.push({ promise, length });
-      if (window.length >= deps.concurrency) {
-        const head = window.shift() as (typeof window)[number];
-        await consume(await head.promise, head.length);
+      window.push({ promise, length, heavy: isHeavy });
+      if (isHeavy) heavy++;
+      while (heavy >= deps.concurrency || window.length - heavy >= maxLight) {
+        checkAbort();
+        await consumeHead();
       }
     }
     while (window.length) {
       checkAbort();
-      const head = window.shift() as (typeof window)[number];
-      await consume(await head.promise, head.length);
+      await consumeHead();
     }
   } catch (err) {
     // Let the chunks still in flight settle so nothing runs on after we return.

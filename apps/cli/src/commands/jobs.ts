@@ -1,22 +1,8 @@
 import type { Command } from 'commander';
+import type { JobDiskFigures } from '@vmkeep/contracts';
 import { bytes, items, mbPerSecond, table } from '../format';
 import type { Runner } from '../program';
 import { resolveVm, type JobView } from '../resources';
-
-/** One disk of a backup job (GET /api/jobs/:id `disks`). */
-export interface JobDiskView {
-  key: string;
-  label: string;
-  capacityBytes: number;
-  mode: 'full' | 'incremental';
-  fullReason?: string;
-  bytesRead: number;
-  changedBytes: number;
-  newBytes: number;
-  dedupRatio: number;
-  durationMs: number;
-  speed: number;
-}
 
 type JobDetail = JobView & {
   type: string;
@@ -25,7 +11,7 @@ type JobDetail = JobView & {
   finishedAt: string | null;
   bytesRead?: number;
   bytesStored?: number;
-  disks?: JobDiskView[] | null;
+  disks?: JobDiskFigures[] | null;
 };
 
 export function registerJobs(program: Command, run: Runner): void {

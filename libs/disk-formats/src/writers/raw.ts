@@ -11,12 +11,66 @@ import { scanData } from './scan';
 /** Zero detection granularity of raw output: small enough for useful holes, large enough to be cheap. */
 const RAW_UNIT = 64 * 1024;
 
-/** Copies the data of `source` into `file` (fresh, empty) as a sparse file of exactly source.size bytes. */
+/**
+ * Bytes read at once from `source`: its chunk size when it has one that is a multiple of the zero-detection unit
+ * (a restore point: each read is then one decoded chunk, handed over without a copy), else scanData's default.
+ */
+function readSizeOf(source: Disk): number | undefined {
+  const chunkSize = (source as { chunkSize?: unknown }).chunkSize;
+  return typeof chunkSize === 'number' && Number.isSafeInteger(chunkSize) && chunkSize > 0 && chunkSize % RAW_UNIT === 0 ? chunkSize : undefined;
+}
+
+/**
+ * Copies the data of `source` into `file` (fresh, empty) as a sparse file of exactly source.size bytes: ranges
+ * outside source.extents() are never read and stay holes, as do all-zero 64 KiB units of the data read; the rest
+ * is written in place (positioned writes of the buffers read, no copy).
+ */
 export async function copySparse(source: Disk, file: OutputFile, opts: WriteOptions): Promise<void> {
   await file.truncate(source.size);
-  for await (const piece of scanData(source, { unit: RAW_UNIT, signal: opts.signal, onProgress: opts.onProgress })) {
-    await file.writeAt(piece.data, piece.offset);
+  const batch = readSizeOf(source);
+  // Buffers go back only when each read is one chunk (what the source decodes into), never other sizes.
+  const reads = releasingReads(source, batch !== undefined);
+  try {
+    for await (const piece of scanData(reads.disk, { unit: RAW_UNIT, batch, signal: opts.signal, onProgress: opts.onProgress })) {
+      reads.doneBefore(piece.offset);
+      await file.writeAt(piece.data, piece.offset);
+    }
+  } finally {
+    reads.doneBefore(Infinity);
   }
+}
+
+/** A source that takes buffers back once their reader is done with them (a restore point: see PointDisk.release). */
+interface Releasing {
+  release(buffer: Buffer): void;
+}
+
+/**
+ * `source` as scanData reads it, remembering each read so that its buffer goes back to the source (when it takes
+ * buffers back) as soon as every piece cut from it is written: pieces come in increasing offset order and each is
+ * written before the next is asked for, so a piece at `offset` means every read ending at or before it is done.
+ */
+function releasingReads(source: Disk, enabled: boolean): { disk: Disk; doneBefore(offset: number): void } {
+  const release = (source as Partial<Releasing>).release;
+  if (!enabled || typeof release !== 'function') return { disk: source, doneBefore: () => undefined };
+  const give = (buffer: Buffer) => release.call(source, buffer);
+  const pending: { end: number; data: Promise<Buffer> }[] = [];
+  const disk: Disk = {
+    size: source.size,
+    extents: () => source.extents(),
+    close: () => source.close(),
+    read: (offset, length) => {
+      const data = source.read(offset, length);
+      pending.push({ end: offset + length, data });
+      return data;
+    },
+  };
+  return {
+    disk,
+    doneBefore: (offset) => {
+      while (pending.length > 0 && pending[0].end <= offset) pending.shift()?.data.then(give, () => undefined);
+    },
+  };
 }
 
 export async function writeRaw(source: Disk, out: string, opts: WriteOptions = {}): Promise<WriteResult> {

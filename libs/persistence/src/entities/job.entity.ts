@@ -1,35 +1,9 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
-import type { JobState, JobType } from '@vmkeep/contracts';
+import type { JobDiskFigures, JobState, JobType } from '@vmkeep/contracts';
 import { bigintToNumber } from './columns';
 
-/** What one disk of a backup job did (issue 5 job history); also kept on the restore point disk as `figures`. */
-export interface JobDiskFigures {
-  /** Repository disk key (`disk-<deviceKey>`). */
-  key: string;
-  label: string;
-  capacityBytes: number;
-  /** How the disk was read: only the areas changed since the parent point (CBT), or whole. */
-  mode: 'full' | 'incremental';
-  /** Why a full read was done (no parent, CBT reset, disk resized, ...). */
-  fullReason?: string;
-  /** Bytes read from the host. */
-  bytesRead: number;
-  /** Bytes the host reported changed (incremental) or allocated (full read of allocated areas only). */
-  changedBytes: number;
-  /** Compressed bytes of the chunks this disk added to the repository. */
-  newBytes: number;
-  newChunks: number;
-  /** Chunks of the disk (zero chunks included). */
-  chunks: number;
-  zeroChunks: number;
-  /** Chunks already in the repository (parent chunks included). */
-  dedupChunks: number;
-  /** Share of the disk's non-zero chunks that were already stored, 0–1 (1 = nothing new). */
-  dedupRatio: number;
-  durationMs: number;
-  /** Bytes read per second. */
-  speed: number;
-}
+/** Kept here too: the entities and their users take it from @vmkeep/persistence. */
+export type { JobDiskFigures } from '@vmkeep/contracts';
 
 @Entity('jobs')
 @Index('IDX_jobs_state', ['state'])

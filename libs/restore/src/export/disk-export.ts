@@ -5,9 +5,28 @@ import { ovaExport, type OvaVm } from './ova-export';
 import { EXPORT_READ_SIZE, readAhead, readsOf } from './read-ahead';
 import { vhdxExport } from './vhdx-export';
 
-/** The disk's bytes as they are, in aligned 1 MiB reads with one read ahead. */
+/**
+ * The disk's bytes as they are: its data ranges (extents, widened to whole reads) in aligned reads of its chunk size (a restore point's
+ * chunk comes out as the decoded buffer itself) or 1 MiB, several in flight; the holes between them as views of
+ * one shared zero buffer, never read nor allocated per piece. Consumers must not write into the buffers.
+ */
 async function* rawChunks(disk: Disk): AsyncGenerator<Buffer> {
-  for await (const { data } of readAhead(disk, readsOf([{ offset: 0, length: disk.size }], EXPORT_READ_SIZE))) yield data;
+  const chunkSize = (disk as { chunkSize?: unknown }).chunkSize;
+  const readSize = typeof chunkSize === 'number' && Number.isSafeInteger(chunkSize) && chunkSize > 0 ? chunkSize : EXPORT_READ_SIZE;
+  // Sorted, merged and aligned to readSize, whatever the source's extents look like.
+  const data = writerParts.alignedRuns(await disk.extents(), disk.size, readSize);
+  let zeros: Buffer | undefined;
+  let pos = 0;
+  const holeUntil = function* (end: number): Generator<Buffer> {
+    zeros ??= Buffer.alloc(readSize);
+    for (; pos < end; pos += Math.min(readSize, end - pos)) yield zeros.subarray(0, Math.min(readSize, end - pos));
+  };
+  for await (const piece of readAhead(disk, readsOf(data, readSize))) {
+    yield* holeUntil(piece.offset);
+    yield piece.data;
+    pos = piece.offset + piece.data.length;
+  }
+  yield* holeUntil(disk.size);
 }
 
 /**

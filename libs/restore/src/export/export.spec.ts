@@ -73,6 +73,41 @@ describe('exportDisk', () => {
     expect((await collect(raw)).equals(disk.data)).toBe(true);
   });
 
+  it('streams raw reading only the extents, in whole chunks of the disk\'s chunkSize; holes are shared zeros', async () => {
+    const CS = 256 * 1024;
+    const base = chunkedDisk(size, [1, 4]);
+    const reads: Extent[] = [];
+    // A chunked source (like a restore point) whose extents are sloppy: unaligned, out of order, overlapping.
+    const disk = {
+      ...base,
+      chunkSize: CS,
+      read: (offset: number, length: number) => {
+        reads.push({ offset, length });
+        return base.read(offset, length);
+      },
+      extents: async (): Promise<Extent[]> => [
+        { offset: 4 * MiB + 100, length: size - 4 * MiB - 100 },
+        { offset: MiB, length: MiB },
+        { offset: MiB + 10, length: 20 },
+      ],
+    };
+    const pieces: Buffer[] = [];
+    for await (const piece of (await exportDisk(disk, 'raw')).chunks) pieces.push(piece);
+    expect(Buffer.concat(pieces).equals(base.data)).toBe(true);
+    expect(reads.every((r) => r.offset % CS === 0 && (r.length === CS || r.offset + r.length === size))).toBe(true);
+    expect(reads.reduce((n, r) => n + r.length, 0)).toBe(MiB + (size - 4 * MiB));
+    // Pieces outside every read (0–1 MiB, 2–4 MiB): views of one zero buffer.
+    let at = 0;
+    const holes = pieces.filter((p) => {
+      const start = at;
+      at += p.length;
+      return !reads.some((r) => r.offset < start + p.length && start < r.offset + r.length);
+    });
+    expect(holes.reduce((n, p) => n + p.length, 0)).toBe(3 * MiB);
+    expect(holes.every((p) => p.every((b) => b === 0))).toBe(true);
+    expect(new Set(holes.map((p) => p.buffer)).size).toBe(1);
+  });
+
   it('picks 1 MiB VHDX blocks unless the block table would grow past 2 Mi entries', () => {
     expect(vhdxExportBlockSize(10 * MiB)).toBe(MiB);
     expect(vhdxExportBlockSize(2 * 2 ** 40)).toBe(MiB);
