@@ -55,16 +55,15 @@ export class PointDisk implements Disk {
    */
   async read(offset: number, length: number): Promise<Buffer> {
     checkRange(this, this.source, offset, length);
+    const end = offset + length;
+    if (length > 0) this.readAhead(Math.floor(offset / this.index.chunkSize), Math.floor((end - 1) / this.index.chunkSize));
     const whole = this.wholeChunk(offset, length);
     if (whole >= 0) {
-      this.readAhead(whole, whole);
       if (this.index.isZero(whole)) return Buffer.alloc(length);
       if (!this.cache.has(whole)) return this.handOut(whole);
     }
     const out = Buffer.allocUnsafe(length);
-    const end = offset + length;
     const parts: Promise<void>[] = [];
-    if (length > 0) this.readAhead(Math.floor(offset / this.index.chunkSize), Math.floor((end - 1) / this.index.chunkSize));
     for (let pos = offset; pos < end; ) {
       const i = Math.floor(pos / this.index.chunkSize);
       const inChunk = pos - i * this.index.chunkSize;
