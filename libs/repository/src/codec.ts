@@ -132,8 +132,20 @@ export function encodeBlob(plainLength: number, encoded: EncodedPayload, sealing
 }
 
 /**
- * Checks a blob (magic, version, CRC32, lengths, and then either the AES-GCM tag, which authenticates the
- * payload together with the id, or — unencrypted — the id recomputed from the plaintext) and returns the
+ * The full scrub `verify` does on top of decodeBlob: a stored CRC32 that does not match its payload is storage damage
+ * even where the content itself still proves correct (the damage may be in the CRC field).
+ */
+export function checkBlobCrc(id: Buffer, blob: Buffer): void {
+  if (blob.length < BLOB_HEADER_SIZE) return; // decodeBlob names a blob shorter than its header
+  if (crc32(blob.subarray(BLOB_HEADER_SIZE)) !== blob.readUInt32LE(BLOB_OFF_CRC32)) {
+    throw new CorruptChunkError(id.toString('hex'), 'CRC32 mismatch');
+  }
+}
+
+/**
+ * Checks a blob (magic, version, lengths, and then either the AES-GCM tag, which authenticates the payload
+ * together with the header and the id, or — unencrypted — the id recomputed from the plaintext; the CRC32 names
+ * storage damage once one of those failed) and returns the
  * chunk's plaintext. Any mismatch throws CorruptChunkError naming the chunk. `key` is the AES key of an
  * encrypted repository: there every blob must be encrypted, elsewhere none may be. `into` may receive the
  * plaintext when it has exactly its length (its old content is then overwritten).
@@ -159,16 +171,19 @@ export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?
     throw corrupt(`payload length ${payloadLength} does not match the ${blob.length - BLOB_HEADER_SIZE} bytes stored`);
   }
   const stored = blob.subarray(BLOB_HEADER_SIZE);
-  if (crc32(stored) !== blob.readUInt32LE(BLOB_OFF_CRC32)) throw corrupt('CRC32 mismatch');
+  // The CRC32 only tells damaged storage apart from other failures: the AES-GCM tag (encrypted) or the id
+  // recomputed from the plaintext (plain) already prove the content, so it is computed only once a check failed.
+  const damaged = (reason: string) =>
+    corrupt(crc32(stored) !== blob.readUInt32LE(BLOB_OFF_CRC32) ? 'CRC32 mismatch' : reason);
   let payload = stored;
   if (key) {
     const opened = unseal(key, stored, blobAad(blob, id));
-    if (!opened) throw corrupt('authentication failed (AES-256-GCM)');
+    if (!opened) throw damaged('authentication failed (AES-256-GCM)');
     payload = opened;
   }
   let plain: Buffer;
   if (compression === COMPRESSION_NONE) {
-    if (payload.length !== plainLength) throw corrupt('stored length differs from plaintext length');
+    if (payload.length !== plainLength) throw damaged('stored length differs from plaintext length');
     plain = key ? payload : Buffer.from(payload);
   } else if (compression === COMPRESSION_ZSTD) {
     // A spare buffer of exactly the right size (a recycled chunk) saves an allocation.
@@ -178,9 +193,9 @@ export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?
       dctx ??= new zstd.DCtx();
       written = dctx.decompress(plain, payload);
     } catch (err) {
-      throw corrupt(`zstd: ${(err as Error).message}`);
+      throw damaged(`zstd: ${(err as Error).message}`);
     }
-    if (written !== plainLength) throw corrupt(`decompressed to ${written} bytes, expected ${plainLength}`);
+    if (written !== plainLength) throw damaged(`decompressed to ${written} bytes, expected ${plainLength}`);
   } else {
     throw corrupt(`unknown compression ${compression}`);
   }
@@ -189,7 +204,7 @@ export function decodeBlob(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?
   // only its CRC32, which anyone can recompute: there the id is checked against the content.
   if (!key) {
     const actual = computeChunkId(scheme, plain);
-    if (actual.length !== CHUNK_ID_BYTES || !actual.equals(id)) throw corrupt('content does not match the chunk id');
+    if (actual.length !== CHUNK_ID_BYTES || !actual.equals(id)) throw damaged('content does not match the chunk id');
   }
   return plain;
 }

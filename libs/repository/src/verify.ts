@@ -4,6 +4,7 @@
  * Damaged chunks are reported with every point, disk and offset they break, and put on the repository's bad
  * chunk list so the next backup stores them again.
  */
+import { checkBlobCrc } from './codec';
 import { CorruptChunkError, IndexFormatError, MissingChunkError, RepositoryError, RepositoryFormatError } from './errors';
 import type { FixedIndex } from './fixed-index';
 import type { Repository } from './repository';
@@ -116,6 +117,7 @@ export async function verifyRepository(repo: Repository, opts: VerifyOptions = {
       const blob = await repo.store.get(id);
       report.bytesChecked += blob.length;
       repo.decodeChunk(id, blob);
+      checkBlobCrc(id, blob);
       if (knownBad.has(hex)) await repo.badChunks.remove(hex); // stored again since it was found bad
     } catch (err) {
       let entry: BadChunkReport;
