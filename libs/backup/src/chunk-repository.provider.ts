@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '@vmkeep/config';
 import { RepositoryResolver, type BackupTarget } from '@vmkeep/repositories';
-import { Repository, RepositoryNotEmptyError, closeSharedChunkWorkers } from '@vmkeep/repository';
+import { Repository, closeSharedChunkWorkers } from '@vmkeep/repository';
 
 /**
  * The configured repository folder (VMKEEP_REPOSITORY, unencrypted) as the only backup target, opened once per
@@ -40,12 +40,6 @@ export class ChunkRepositoryProvider extends RepositoryResolver implements OnApp
 
   private async open(): Promise<Repository> {
     const { repositoryPath, chunkSize } = this.config;
-    try {
-      return await Repository.openOrInit(repositoryPath, { chunkSize });
-    } catch (err) {
-      // Another process initialised the folder between our open and init attempts.
-      if (err instanceof RepositoryNotEmptyError) return Repository.open(repositoryPath);
-      throw err;
-    }
+    return Repository.openOrInit(repositoryPath, { chunkSize });
   }
 }

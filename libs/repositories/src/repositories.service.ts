@@ -280,16 +280,11 @@ export class RepositoriesService extends RepositoryResolver implements OnModuleI
     return Repository.open(row.location, this.runtimeFor(row.s3, row.s3SecretSealed, passphrase));
   }
 
-  /** Opens a folder, initialising it when empty (another process may initialise it at the same moment). */
+  /** Opens a folder, initialising it when empty (openOrInit waits for another process initialising it). */
   private async openOrInitFolder(location: string, passphrase: string | undefined): Promise<Repository> {
     const runtime: RuntimeOptions = passphrase ? { passphrase } : {};
     try {
-      try {
-        return await Repository.openOrInit(location, { chunkSize: this.config.chunkSize, encrypt: passphrase !== undefined }, runtime);
-      } catch (err) {
-        if (err instanceof RepositoryNotEmptyError) return await Repository.open(location, runtime);
-        throw err;
-      }
+      return await Repository.openOrInit(location, { chunkSize: this.config.chunkSize, encrypt: passphrase !== undefined }, runtime);
     } catch (err) {
       if (err instanceof PassphraseRequiredError) {
         throw new VmkeepError(`the repository ${location} is encrypted: set VMKEEP_REPOSITORY_PASSPHRASE`, 'invalid');

@@ -102,6 +102,14 @@ describe('Repository', () => {
       expect(second.config.id).toBe(first.config.id);
       expect(second.chunkSize).toBe(512 * 1024);
     });
+
+    it('openOrInit from several callers at once: one initialises, the others wait for its config', async () => {
+      const dir = path.join(tmp.dir, 'race');
+      const init = { encrypt: true, kdf: 'insecure-fast-for-tests' as const };
+      const repos = await Promise.all(Array.from({ length: 4 }, () => Repository.openOrInit(dir, init, { passphrase: 'race-pass' })));
+      expect(new Set(repos.map((r) => r.config.id)).size).toBe(1);
+      expect(repos.every((r) => r.encrypted)).toBe(true);
+    });
   });
 
   describe('round trip', () => {

@@ -66,6 +66,9 @@ import { StorageExclusiveLock, StorageWriterMarkers } from './storage-locks';
 import { writeDiskChunks } from './write-disk';
 import { WriterHandle, WriterMarkerStore, WriterMarkers } from './writers';
 
+/** How long openOrInit waits for another process initialising the same location. */
+const INIT_WAIT_MS = 30_000;
+
 /** How this process works with the repository (not stored in it). */
 export interface RuntimeOptions {
   /** Where hashing/compression runs; default: the process-wide worker-thread pool. */
@@ -316,14 +319,31 @@ export class Repository {
     await this.storage.put(KEY_FILE, JSON.stringify(file, null, 2) + '\n');
   }
 
-  /** Opens the repository at `where`, or creates one there if the location is missing or empty. */
+  /**
+   * Opens the repository at `where`, or creates one there if the location is missing or empty. Several processes
+   * may do this at once: one initialises, the others wait (up to `INIT_WAIT_MS`) for its config, which is written
+   * last. A location that holds something else stays a RepositoryNotEmptyError.
+   */
   static async openOrInit(where: RepositoryTarget, opts: InitOptions = {}, runtime: RuntimeOptions = {}): Promise<Repository> {
     try {
       return await Repository.open(where, runtime);
     } catch (err) {
       if (!(err instanceof RepositoryNotFoundError)) throw err;
     }
-    return Repository.init(where, opts, runtime);
+    try {
+      return await Repository.init(where, opts, runtime);
+    } catch (err) {
+      if (!(err instanceof RepositoryNotEmptyError)) throw err;
+      for (const deadline = Date.now() + INIT_WAIT_MS; Date.now() < deadline; ) {
+        await new Promise((r) => setTimeout(r, 200));
+        try {
+          return await Repository.open(where, runtime);
+        } catch (openErr) {
+          if (!(openErr instanceof RepositoryNotFoundError)) throw openErr;
+        }
+      }
+      throw err;
+    }
   }
 
   /** Starts a new restore point; it stays invisible until commit(). */
