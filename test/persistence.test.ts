@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DataSource } from 'typeorm';
+import { DataSource, In } from 'typeorm';
 import { AppConfig, loadConfig } from '@vmkeep/config';
 import {
   ApiTokenEntity,
@@ -251,6 +251,28 @@ describe.each(targets)('persistence on $name', (target) => {
     expect(await tokens.count()).toBe(0);
     // Rows without relations stay (jobs and points outlive their VM rows by design).
     expect(await points.countBy({ id: point.id })).toBe(1);
+  });
+
+  it('stamps creation times to the millisecond, so rows made within one second keep their order', async () => {
+    const jobs = ds.getRepository(JobEntity);
+    const made: string[] = [];
+    const before = Date.now();
+    for (let i = 0; i < 5; i++) {
+      made.push((await jobs.save({ type: 'backup', state: 'queued' })).id);
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    const inserted = (await jobs.insert({ type: 'backup', state: 'queued' })).identifiers[0].id as string;
+    made.push(inserted);
+    const rows = await jobs.find({ where: { id: In(made) }, order: { createdAt: 'ASC' } });
+    expect(rows.map((r) => r.id)).toEqual(made);
+    const times = rows.map((r) => r.createdAt.getTime());
+    expect(new Set(times).size).toBe(made.length);
+    expect(times[0]).toBeGreaterThanOrEqual(before);
+    // A time the caller gives (an imported point's manifest time) is kept.
+    const given = new Date('2025-01-02T03:04:05.678Z');
+    const kept = await jobs.save({ type: 'backup', state: 'queued', createdAt: given });
+    expect((await jobs.findOneByOrFail({ id: kept.id })).createdAt.toISOString()).toBe(given.toISOString());
+    await jobs.delete({ id: In([...made, kept.id]) });
   });
 
   it('enforces foreign keys and unique indexes', async () => {

@@ -111,7 +111,7 @@ describe('restoring a point with chunks that fail verification', () => {
         home,
         env: { VMKEEP_REPO: app.repositoryPath },
       });
-      expect(r.code).toBe(1);
+      expect({ format, code: r.code, stdout: r.stdout, stderr: r.stderr }).toMatchObject({ code: 1 });
       expect(r.stderr).toContain(`chunk ${badIds[0]} is corrupt`);
       expect(r.stderr).not.toContain(badIds[1]);
       expect(r.stderr).toMatch(new RegExp(`offset ${BAD[0] * MIB}\\b`));

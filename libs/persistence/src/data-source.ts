@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataSource, DataSourceOptions } from 'typeorm';
 import { AppConfig, ConfigError } from '@vmkeep/config';
+import { CreatedAtSubscriber } from './created-at';
 import { ENTITIES } from './entities';
 import { MIGRATIONS } from './migrations';
 
@@ -16,6 +17,7 @@ export function dataSourceOptions(config: AppConfig): DataSourceOptions {
   const common = {
     entities: ENTITIES,
     migrations: MIGRATIONS,
+    subscribers: [CreatedAtSubscriber],
     migrationsRun: true,
     synchronize: false,
     // Failed queries are thrown to the caller; logging them here would also print their parameters.
