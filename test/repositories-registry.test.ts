@@ -110,4 +110,21 @@ describe('RepositoriesService', () => {
     expect(moduleRef.get(SecretBox).open(row.passphraseSealed!)).toBe(PASSPHRASE);
     expect(fs.readFileSync(path.join(dataDir, 'vmkeep.sqlite')).includes(PASSPHRASE)).toBe(false);
   });
+  it('never creates the default folder anew while points are recorded in it: a missing folder is an error', async () => {
+    // A second process (its own service, nothing opened yet) finds the folder gone, e.g. an unmounted share.
+    const moved = `${legacyDir}.unmounted`;
+    fs.renameSync(legacyDir, moved);
+    const other = await Test.createTestingModule({ imports: [ConfigModule, PersistenceModule, RepositoriesModule] }).compile();
+    await other.init();
+    try {
+      const fresh = other.get(RepositoriesService);
+      await expect(fresh.forBackup()).rejects.toMatchObject({ code: 'unavailable', message: expect.stringMatching(/missing, but 1 restore point\(s\) are recorded/) });
+      expect(fs.existsSync(legacyDir)).toBe(false);
+      fs.renameSync(moved, legacyDir); // storage back: the next attempt opens it
+      expect((await (await fresh.forBackup()).repository.listPoints()).map((p) => p.id)).toEqual([legacyPointId]);
+    } finally {
+      if (fs.existsSync(moved)) fs.renameSync(moved, legacyDir);
+      await other.close();
+    }
+  });
 });

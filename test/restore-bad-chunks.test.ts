@@ -65,6 +65,8 @@ beforeAll(async () => {
     repoPointId = manifest.id;
     const index = await repo.readIndex(manifest.id, manifest.disks[0]);
     expect(index.count).toBe(DISK_MIB);
+    // Random content: no chunk of the point may be a hole (else the damage below would never be read).
+    expect(Array.from({ length: index.count }, (_, i) => index.isZero(i))).toEqual(new Array(DISK_MIB).fill(false));
     badIds = BAD.map((i) => index.idAt(i).toString('hex'));
   } finally {
     await repo.close();

@@ -269,7 +269,10 @@ export class RepositoriesService extends RepositoryResolver implements OnModuleI
   private async openRow(row: RepositoryEntity): Promise<Repository> {
     const passphrase = row.passphraseSealed ? this.secrets.open(row.passphraseSealed) : undefined;
     if (row.isDefault && !row.s3) {
-      const repo = await this.openOrInitFolder(row.location, passphrase);
+      // Created on first use, but only while it holds no recorded point: once points exist, a missing folder is
+      // storage gone (an unmounted share, a removed disk), and a fresh empty repository there would hide that.
+      const recorded = await this.points.countBy({ repositoryId: row.id });
+      const repo = recorded > 0 ? await this.openExisting(row, passphrase, recorded) : await this.openOrInitFolder(row.location, passphrase);
       if (row.encrypted && !repo.encrypted) {
         // The folder existed, unencrypted, before the row (an upgrade): the repository's own config is the truth.
         this.log.warn(`VMKEEP_REPOSITORY_PASSPHRASE is set, but the existing repository ${row.location} is not encrypted: it stays unencrypted`);
@@ -278,6 +281,22 @@ export class RepositoriesService extends RepositoryResolver implements OnModuleI
       return repo;
     }
     return Repository.open(row.location, this.runtimeFor(row.s3, row.s3SecretSealed, passphrase));
+  }
+
+  /** The default folder repository once restore points are recorded in it: opened, never created anew. */
+  private async openExisting(row: RepositoryEntity, passphrase: string | undefined, recorded: number): Promise<Repository> {
+    try {
+      return await Repository.open(row.location, passphrase !== undefined ? { passphrase } : {});
+    } catch (err) {
+      if (err instanceof RepositoryNotFoundError) {
+        throw new VmkeepError(
+          `the default repository ${row.location} is missing, but ${recorded} restore point(s) are recorded in it: ` +
+            'mount or restore its storage (it is not created again while points refer to it)',
+          'unavailable',
+        );
+      }
+      return this.openOrInitFolder(row.location, passphrase); // the same clear errors for passphrase problems
+    }
   }
 
   /** Opens a folder, initialising it when empty (openOrInit waits for another process initialising it). */
