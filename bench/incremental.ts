@@ -22,13 +22,14 @@ import { createHash, randomInt } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BackupService, ChunkRepositoryProvider } from '@vmkeep/backup';
+import { BackupService } from '@vmkeep/backup';
 import { loadConfig } from '@vmkeep/config';
 import type { HostsService } from '@vmkeep/inventory';
 import { HostEntity, JobEntity, openDataSource, RestorePointEntity, VmEntity, type RestorePointDisk } from '@vmkeep/persistence';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
 import { connect } from '@vmkeep/vsphere';
 import { seededBytes } from '../test/peers/disk-images';
+import { FolderRepositoryResolver } from '../test/peers/folder-repository';
 import { startVcsim, type VcsimInstance } from '../test/peers/vcsim';
 
 const KiB = 1024;
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
         db.getRepository(HostEntity),
         db.getRepository(RestorePointEntity),
         { sessionFor: connectSim } as unknown as HostsService,
-        new ChunkRepositoryProvider(config),
+        new FolderRepositoryResolver(config),
       );
 
       const backup = async (label: string) => {

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Compiles the whole monorepo with tsc into dist/ and makes the @vmkeep/* aliases resolvable at run time
 // by writing tiny dist/node_modules/@vmkeep/<lib>/package.json files that point at the compiled lib.
+// tsconfig.build.json leaves out test-only code: unit specs and `testing/` folders (helpers the specs import from
+// the sources); test/build-output.test.ts checks that dist/ holds none.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');

@@ -2,10 +2,7 @@
 // VM with two disks: job history with per-disk figures (a full, then an incremental of the unchanged VM), signed
 // webhooks delivered to a real HTTP receiver (a receiver answering 500 is retried), GET /metrics in Prometheus
 // text format, and VMKEEP_LOG_FORMAT=json logs carrying the job id.
-import { createHmac } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '@vmkeep/config';
@@ -15,6 +12,7 @@ import { buildExt4Image, buildRandomZeroImage } from './peers/disk-images';
 import type { Peer } from './peers/process';
 import { startRedis } from './peers/redis';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
+import { startWebhookReceiver, until, validSignature, type WebhookReceiver } from './peers/webhook-receiver';
 
 const VM_NAME = 'obs-two-disks';
 const METRICS_TOKEN = 'prometheus-scrape-token-0123';
@@ -36,43 +34,6 @@ interface DiskFigures {
 }
 type Job = JobRow & { disks: DiskFigures[] | null; bytesRead: number; bytesStored: number; vmId: string };
 
-interface Received {
-  path: string;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-/** A webhook receiver: /ok answers 204; /flaky answers 500 to the first two attempts of each delivery. */
-async function startReceiver(): Promise<{ url: string; received: Received[]; close(): Promise<void> }> {
-  const received: Received[] = [];
-  const attempts = new Map<string, number>();
-  const server = http.createServer((req, res) => {
-    const parts: Buffer[] = [];
-    req.on('data', (c: Buffer) => parts.push(c));
-    req.on('end', () => {
-      received.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(parts).toString('utf8') });
-      const id = String(req.headers['x-vmkeep-delivery']);
-      const n = (attempts.get(id) ?? 0) + 1;
-      attempts.set(id, n);
-      res.statusCode = req.url === '/flaky' && n <= 2 ? 500 : 204;
-      res.end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    received,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
-
-function validSignature(r: Received, secret: string): boolean {
-  const ts = String(r.headers['x-vmkeep-timestamp']);
-  const expected = `sha256=${createHmac('sha256', secret).update(`${ts}.${r.body}`).digest('hex')}`;
-  return r.headers['x-vmkeep-signature'] === expected && Math.abs(Date.now() / 1000 - Number(ts)) < 300;
-}
-
 /** Prometheus text → { 'name{labels}': value }, plus the declared types. */
 function parseMetrics(text: string): { samples: Map<string, number>; types: Map<string, string> } {
   const samples = new Map<string, number>();
@@ -89,20 +50,10 @@ function parseMetrics(text: string): { samples: Map<string, number>; types: Map<
   return { samples, types };
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 let work: string;
 let vcsim: VcsimInstance;
 let redis: Peer;
-let receiver: Awaited<ReturnType<typeof startReceiver>>;
+let receiver: WebhookReceiver;
 let app: Appliance;
 let vmId: string;
 let metricsBefore: Map<string, number>;
@@ -125,7 +76,7 @@ beforeAll(async () => {
   [vcsim, redis, receiver] = await Promise.all([
     startVcsim({ seed: [{ name: VM_NAME, disks: [{ image: ext4.path }, { image: mixed.path }] }] }),
     startRedis(),
-    startReceiver(),
+    startWebhookReceiver(),
   ]);
   app = await startAppliance({
     redisUrl: redis.url,

@@ -4,7 +4,9 @@
  * indexed by the repository library from real ext4 images and attached through the API (which imports their
  * points). A second VM has a legacy point row (no repositoryId) in the default repository. A search finds files
  * from all three; a path present in both repositories is one hit whose versions list the points of both, oldest
- * first; `limit`/`truncated` apply to the merged result; an unindexed point is listed.
+ * first; `limit`/`truncated` apply to the merged result; an unindexed point is listed. A repository whose folder
+ * is renamed after attach, and an S3 repository whose server has stopped, are skipped and reported; the others
+ * are still searched.
  */
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -19,6 +21,7 @@ import { HostEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
 import { startApiApp } from './peers/api-app';
 import { makeExt } from './peers/fs-images';
+import { S3_TEST_CREDENTIALS, startS3, type S3Peer } from './peers/s3';
 
 const REDIS_DB = 15; // shared by key: this suite enqueues nothing
 const PASSPHRASE = 'offsite passphrase 42';
@@ -73,6 +76,7 @@ describe('file search across repositories', () => {
   const ids: Record<'a1' | 'b2' | 'a3' | 'a4' | 'legacy', string> = { a1: '', b2: '', a3: '', a4: '', legacy: '' };
   let web01: string;
   let db01: string;
+  let s3: S3Peer | undefined;
 
   const search = (query: Record<string, string | number | boolean>) =>
     request(app.getHttpServer()).get('/api/search/files').query(query).set('Authorization', `Bearer ${token}`);
@@ -141,6 +145,7 @@ describe('file search across repositories', () => {
   }, 90_000);
 
   afterAll(async () => {
+    await s3?.stop().catch(() => undefined);
     await app?.close();
     await closeSharedChunkWorkers();
     if (work) await fs.rm(work, { recursive: true, force: true });
@@ -184,5 +189,50 @@ describe('file search across repositories', () => {
     expect(three.body.hits.map((h: { vmName: string }) => h.vmName)).toEqual(['web01', 'web01', 'web01']);
     const one = await search({ q: '*', type: 'file', limit: 1, vm: web01 }).expect(200);
     expect(one.body).toMatchObject({ truncated: true, hits: [expect.anything()] });
+  });
+
+  it('searches the other repositories when one folder is gone and S3 is unreachable, and reports the skipped ones', async () => {
+    // A third repository on S3 (s3rver), holding a point of another VM, attached now.
+    s3 = await startS3(['search']);
+    const settings = { endpoint: s3.endpoint, region: s3.region, forcePathStyle: true };
+    const remote = await Repository.init('s3://search/vmkeep', {}, { s3: { ...settings, credentials: { ...S3_TEST_CREDENTIALS } } });
+    try {
+      const mail = await extImage(work, 'mail', { 'etc/mail-relay.conf': 'relay' });
+      await backup(remote, mail, { vm: { name: 'mail01', moref: 'vm-88' }, host: { id: HOST_ID, name: 'vc-old' } });
+    } finally {
+      await remote.close();
+    }
+    const attached = await request(app.getHttpServer())
+      .post('/api/repositories/attach')
+      .set('Authorization', `Bearer ${token}`)
+      .send({ name: 'cloud', location: 's3://search/vmkeep', s3: { ...settings, ...S3_TEST_CREDENTIALS } })
+      .expect(201);
+    const cloudId = attached.body.repository.id as string;
+    expect((await search({ q: 'mail-relay' }).expect(200)).body.hits).toEqual([expect.objectContaining({ vmName: 'mail01' })]);
+
+    await s3.stop();
+    s3 = undefined;
+    const plain = path.join(work, 'plain');
+    await fs.rename(plain, `${plain}-moved`);
+    try {
+      const res = await search({ q: '*.conf' }).expect(200);
+      const plainId = rowOf.get(ids.a1)!.repositoryId;
+      expect(res.body.unavailableRepositories).toEqual([
+        { id: plainId, name: 'plain', location: plain, reason: expect.stringMatching(/^no repository at .*moved, removed or not mounted\?$/), points: 3 },
+        { id: cloudId, name: 'cloud', location: 's3://search/vmkeep', reason: expect.stringMatching(/^storage s3:\/\/search\/vmkeep.*failed/), points: 1 },
+      ]);
+      expect(res.body).toMatchObject({ truncated: false, pointsSearched: 2, unindexedPoints: [] });
+      expect(res.body.hits).toEqual([
+        expect.objectContaining({ vmName: 'web01', path: '/etc/app.conf', versions: [expect.objectContaining({ points: pointsOf('b2') })] }),
+        expect.objectContaining({ vmName: 'db01', path: '/var/lib/gamma-db.conf' }),
+      ]);
+      expect(JSON.stringify(res.body)).not.toContain(PASSPHRASE);
+      // A bad pattern is still the caller's mistake, whatever repositories are readable.
+      await search({ q: '[a-' }).expect(400);
+    } finally {
+      await fs.rename(`${plain}-moved`, plain);
+    }
+    const back = await search({ q: '*.conf', vm: web01 }).expect(200);
+    expect(back.body).toMatchObject({ pointsSearched: 4, unavailableRepositories: [] });
   });
 });

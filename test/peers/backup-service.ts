@@ -1,11 +1,12 @@
 // Test helper: BackupService below the API (no Nest, no queue) on a real data source and repository, as the worker
 // builds it, for suites that drive backups against vcsim directly.
-import { BackupService, ChunkRepositoryProvider } from '@vmkeep/backup';
+import { BackupService } from '@vmkeep/backup';
 import type { AppConfig } from '@vmkeep/config';
 import type { HostsService } from '@vmkeep/inventory';
 import { HostEntity, JobEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import type { VimSession } from '@vmkeep/vsphere';
 import type { DataSource } from 'typeorm';
+import { FolderRepositoryResolver } from './folder-repository';
 import type { VcsimInstance } from './vcsim';
 
 /** A BackupService on `db`'s entities and `config`'s repository; `sessionFor` stands in for the hosts' sessions. */
@@ -17,7 +18,7 @@ export function backupServiceOn(db: DataSource, config: AppConfig, sessionFor: (
     db.getRepository(HostEntity),
     db.getRepository(RestorePointEntity),
     sessions,
-    new ChunkRepositoryProvider(config),
+    new FolderRepositoryResolver(config),
   );
 }
 

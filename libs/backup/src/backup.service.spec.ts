@@ -18,8 +18,8 @@ import {
 } from '@vmkeep/vsphere';
 import type { DataSource } from 'typeorm';
 import { BackupService, snapshotName } from './backup.service';
-import { ChunkRepositoryProvider } from './chunk-repository.provider';
 import { SnapshotCleanupService } from './snapshot-cleanup.service';
+import { FolderRepositoryResolver } from '../../../test/peers/folder-repository';
 
 const MiB = 1024 * 1024;
 
@@ -164,7 +164,7 @@ describe('BackupService (SQLite + real repository, in-memory host)', () => {
       db.getRepository(HostEntity),
       db.getRepository(RestorePointEntity),
       sessions,
-      new ChunkRepositoryProvider(config),
+      new FolderRepositoryResolver(config),
     );
     cleanup = new SnapshotCleanupService(db.getRepository(JobEntity), db.getRepository(VmEntity), sessions);
   });

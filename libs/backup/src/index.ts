@@ -3,5 +3,4 @@ export * from './backup.service';
 export * from './snapshot-cleanup.service';
 export * from './failure';
 export * from './progress';
-export * from './chunk-repository.provider';
 export * from './quiesce';

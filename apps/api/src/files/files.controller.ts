@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { baseName, FileBrowseService, normalizeGuestPath, readFileRange, tarStream, translate, zipStream } from '@vmkeep/restore';
 import { AuditService } from '../audit/audit.service';
 import { AuthUser, CurrentUser, Roles } from '../auth/auth.decorators';
-import { parseRange } from '../restore-points/disk-stream';
+import { startByteDownload } from '../restore-points/disk-stream';
 import { ArchiveQueryDto, DirQueryDto, GuestPathQueryDto } from './files.dto';
 
 /** `attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266 / 8187). */
@@ -72,26 +72,9 @@ export class FilesController {
     const path = normalizeGuestPath(q.path);
     await this.files.use(id, async (b) => {
       const handle = await translate(b.fileSystem(vol).open(path));
-      const size = handle.size;
-      const range = parseRange(rangeHeader, size);
       await this.audit.record(user, 'files.download', id, { vmId: await this.files.vmIdOf(id), volume: vol, path, range: rangeHeader ?? null });
-      res.setHeader('Accept-Ranges', 'bytes');
-      if (range === 'unsatisfiable') {
-        res.statusCode = 416;
-        res.setHeader('Content-Range', `bytes */${size}`);
-        res.end();
-        return;
-      }
-      const span = range ?? { start: 0, end: size - 1 };
-      res.statusCode = range ? 206 : 200;
-      if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
-      res.setHeader('Content-Type', 'application/octet-stream');
-      res.setHeader('Content-Disposition', disposition(baseName(path) || 'file'));
-      res.setHeader('Content-Length', String(size === 0 ? 0 : span.end - span.start + 1));
-      if (size === 0) {
-        res.end();
-        return;
-      }
+      const span = startByteDownload(res, rangeHeader, handle.size, disposition(baseName(path) || 'file'));
+      if (!span) return;
       await this.pipe(readFileRange(handle, span.start, span.end + 1), res, `${id} volume ${vol} ${path}`);
     });
   }

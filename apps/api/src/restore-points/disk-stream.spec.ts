@@ -1,7 +1,8 @@
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
-import type { ServerResponse } from 'node:http';
 import { BufferDisk, DiskError, type Disk } from '@vmkeep/disk';
-import { parseRange, streamDisk } from './disk-stream';
+import { parseRange, startByteDownload, streamDisk } from './disk-stream';
 
 describe('parseRange', () => {
   const size = 1000;
@@ -67,5 +68,44 @@ describe('streamDisk', () => {
     await expect(streamDisk(failing, res, { start: 0, end: 8191 }, 4096)).rejects.toThrow(/chunk missing/);
     expect(sink.destroyed).toBe(true);
     expect(Buffer.concat(parts).length).toBeLessThanOrEqual(4096);
+  });
+});
+
+describe('startByteDownload', () => {
+  /** A real ServerResponse to a `method` request, not attached to a socket. */
+  function response(method = 'GET'): ServerResponse {
+    const req = new IncomingMessage(new Socket());
+    req.method = method;
+    return new ServerResponse(req);
+  }
+
+  it('sets 200 or 206 headers and returns the span to send', () => {
+    const whole = response();
+    expect(startByteDownload(whole, undefined, 1000, 'attachment; filename="a.raw"')).toEqual({ start: 0, end: 999 });
+    expect(whole.statusCode).toBe(200);
+    expect(whole.getHeaders()).toEqual({
+      'accept-ranges': 'bytes',
+      'content-type': 'application/octet-stream',
+      'content-disposition': 'attachment; filename="a.raw"',
+      'content-length': '1000',
+    });
+    const part = response();
+    expect(startByteDownload(part, 'bytes=10-19', 1000, 'attachment')).toEqual({ start: 10, end: 19 });
+    expect(part.statusCode).toBe(206);
+    expect(part.getHeaders()).toMatchObject({ 'content-range': 'bytes 10-19/1000', 'content-length': '10' });
+  });
+
+  it('completes 416, empty and HEAD responses itself', () => {
+    const outside = response();
+    expect(startByteDownload(outside, 'bytes=1000-', 1000, 'attachment')).toBeUndefined();
+    expect(outside.statusCode).toBe(416);
+    expect(outside.getHeaders()).toEqual({ 'accept-ranges': 'bytes', 'content-range': 'bytes */1000' });
+    expect(outside.writableEnded).toBe(true);
+    const empty = response();
+    expect(startByteDownload(empty, undefined, 0, 'attachment')).toBeUndefined();
+    expect([empty.statusCode, empty.getHeader('content-length'), empty.writableEnded]).toEqual([200, '0', true]);
+    const head = response('HEAD');
+    expect(startByteDownload(head, undefined, 1000, 'attachment')).toBeUndefined();
+    expect([head.statusCode, head.getHeader('content-length'), head.writableEnded]).toEqual([200, '1000', true]);
   });
 });

@@ -31,6 +31,34 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
   return { start, end: Math.min(last, size - 1) };
 }
 
+/**
+ * The preamble of a byte download of `size` bytes (a disk, a guest file): Accept-Ranges, one `Range` honoured
+ * (206 with Content-Range; 416 with `bytes *\/size` when outside), Content-Type octet-stream, `disposition`, and
+ * Content-Length. Returns the span whose bytes the caller streams, or undefined when the response is already
+ * complete (416, an empty resource, or a HEAD request).
+ */
+export function startByteDownload(res: ServerResponse, rangeHeader: string | undefined, size: number, disposition: string): ByteRange | undefined {
+  const range = parseRange(rangeHeader, size);
+  res.setHeader('Accept-Ranges', 'bytes');
+  if (range === 'unsatisfiable') {
+    res.statusCode = 416;
+    res.setHeader('Content-Range', `bytes */${size}`);
+    res.end();
+    return undefined;
+  }
+  const span = range ?? { start: 0, end: size - 1 };
+  res.statusCode = range ? 206 : 200;
+  if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
+  res.setHeader('Content-Type', 'application/octet-stream');
+  res.setHeader('Content-Disposition', disposition);
+  res.setHeader('Content-Length', String(span.end - span.start + 1));
+  if (size === 0 || res.req?.method === 'HEAD') {
+    res.end();
+    return undefined;
+  }
+  return span;
+}
+
 /** Size of each read from the disk (one repository chunk at the default chunk size). */
 export const STREAM_READ_SIZE = 1024 * 1024;
 

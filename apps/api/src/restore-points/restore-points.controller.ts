@@ -4,7 +4,7 @@ import { exportDisk, exportVm, type ExportStream } from '@vmkeep/restore';
 import type { ServerResponse } from 'node:http';
 import { DiskExportQueryDto, RestorePointDto, RestorePointsQueryDto } from './restore-points.dto';
 import { RestorePointsService } from './restore-points.service';
-import { parseRange, streamDisk, streamExport } from './disk-stream';
+import { startByteDownload, streamDisk, streamExport } from './disk-stream';
 
 @ApiTags('restore-points')
 @ApiBearerAuth()
@@ -42,29 +42,8 @@ export class RestorePointsController {
   ): Promise<void> {
     const { disk, fileName } = await this.points.openDisk(id, key);
     try {
-      const size = disk.size;
-      const range = parseRange(rangeHeader, size);
-      res.setHeader('Accept-Ranges', 'bytes');
-      if (range === 'unsatisfiable') {
-        res.statusCode = 416;
-        res.setHeader('Content-Range', `bytes */${size}`);
-        res.end();
-        return;
-      }
-      res.setHeader('Content-Type', 'application/octet-stream');
-      res.setHeader('Content-Disposition', `attachment; filename="${fileName}"`);
-      const span = range ?? { start: 0, end: size - 1 };
-      if (range) {
-        res.statusCode = 206;
-        res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
-      } else {
-        res.statusCode = 200;
-      }
-      res.setHeader('Content-Length', String(span.end - span.start + 1));
-      if (size === 0 || res.req?.method === 'HEAD') {
-        res.end();
-        return;
-      }
+      const span = startByteDownload(res, rangeHeader, disk.size, `attachment; filename="${fileName}"`);
+      if (!span) return;
       res.flushHeaders();
       await streamDisk(disk, res, span).catch((err: Error) => {
         this.logger.error(`restore point ${id} disk ${key}: download aborted: ${err.message}`);

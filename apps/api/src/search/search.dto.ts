@@ -61,10 +61,25 @@ export class FileSearchHitDto {
   @ApiProperty({ type: [FileVersionDto] }) versions!: FileVersionDto[];
 }
 
+export class UnavailableRepositoryDto {
+  @ApiProperty({ nullable: true, type: String, description: 'Repository id (null for restore points recorded before repositories had ids)' })
+  id!: string | null;
+  @ApiProperty({ nullable: true, type: String }) name!: string | null;
+  @ApiProperty({ description: 'Folder or s3://BUCKET/PREFIX' }) location!: string;
+  @ApiProperty({ description: 'Why it could not be searched (never holds a passphrase or key)' }) reason!: string;
+  @ApiProperty({ description: 'Restore points of the search that lie in it and were not searched' }) points!: number;
+}
+
 export class FileSearchResultDto {
   @ApiProperty({ type: [FileSearchHitDto] }) hits!: FileSearchHitDto[];
   @ApiProperty({ description: 'More paths matched than `limit`' }) truncated!: boolean;
   @ApiProperty({ description: 'Restore points searched' }) pointsSearched!: number;
   @ApiProperty({ type: [String], description: 'Restore points without a file index (indexing off or failed)' })
   unindexedPoints!: string[];
+  @ApiProperty({
+    type: [UnavailableRepositoryDto],
+    description: 'Repositories that could not be opened or read (folder gone, storage unreachable, passphrase): ' +
+      'the others were searched; their points are not in the hits',
+  })
+  unavailableRepositories!: UnavailableRepositoryDto[];
 }

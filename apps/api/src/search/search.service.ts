@@ -1,11 +1,19 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { VmkeepError } from '@vmkeep/contracts';
-import { FileIndexError, FileIndexStore, searchPoints, type FileHit } from '@vmkeep/file-index';
-import { RestorePointEntity, VmEntity } from '@vmkeep/persistence';
+import { compileMatcher, FileIndexError, FileIndexStore, searchPoints, type FileHit, type MatchOptions } from '@vmkeep/file-index';
+import { RepositoryEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { openPointRepository } from '@vmkeep/repositories';
+import { CONFIG_FILE, RepositoryNotFoundError } from '@vmkeep/repository';
 import { In, type Repository as TypeOrmRepository } from 'typeorm';
-import type { FileSearchHitDto, FileSearchQueryDto, FileSearchResultDto, FileVersionDto } from './search.dto';
+import type {
+  FileSearchHitDto,
+  FileSearchQueryDto,
+  FileSearchResultDto,
+  FileVersionDto,
+  UnavailableRepositoryDto,
+} from './search.dto';
+import { unavailableReason } from './unavailable-reason';
 
 type PointRow = Pick<RestorePointEntity, 'id' | 'vmId' | 'repositoryPointId' | 'repositoryId' | 'repositoryPath' | 'createdAt'>;
 
@@ -23,9 +31,12 @@ interface MergedHit {
  */
 @Injectable()
 export class SearchService {
+  private readonly log = new Logger(SearchService.name);
+
   constructor(
     @InjectRepository(RestorePointEntity) private readonly points: TypeOrmRepository<RestorePointEntity>,
     @InjectRepository(VmEntity) private readonly vms: TypeOrmRepository<VmEntity>,
+    @InjectRepository(RepositoryEntity) private readonly repositories: TypeOrmRepository<RepositoryEntity>,
   ) {}
 
   async searchFiles(query: FileSearchQueryDto): Promise<FileSearchResultDto> {
@@ -39,22 +50,37 @@ export class SearchService {
       throw new VmkeepError(`VM ${query.vm} does not exist`, 'not_found');
     }
     const limit = query.limit ?? 1000;
+    const match = { ignoreCase: query.ignoreCase ?? true, type: query.type };
+    checkPattern(query.q, match);
     const byVm = groupBy(rows, (p) => p.vmId);
     const names = new Map(
       (await this.vms.find({ where: { id: In([...byVm.keys()]) }, select: { id: true, name: true } })).map((v) => [v.id, v.name]),
     );
     const stores = new Map<string, Promise<FileIndexStore>>();
+    const unavailable = new Map<string, UnavailableRepositoryDto>();
 
-    const result: FileSearchResultDto = { hits: [], truncated: false, pointsSearched: rows.length, unindexedPoints: [] };
+    const result: FileSearchResultDto = { hits: [], truncated: false, pointsSearched: 0, unindexedPoints: [], unavailableRepositories: [] };
     for (const [vmId, vmPoints] of byVm) {
       const budget = limit - result.hits.length;
       const merged = new Map<string, MergedHit>();
       const order = new Map(vmPoints.map((p, i) => [p, i]));
       for (const group of groupBy(vmPoints, repositoryKey).values()) {
-        const store = await this.storeFor(stores, group[0]);
-        // The group alone having more paths than the budget means the merged result has too.
-        // With no budget left, one path found is enough to say the result is truncated.
-        const found = await this.search(store, group.map((p) => p.repositoryPointId), query, Math.max(1, budget));
+        const key = repositoryKey(group[0]);
+        const skipped = unavailable.get(key);
+        if (skipped) {
+          skipped.points += group.length;
+          continue;
+        }
+        let found;
+        try {
+          const store = await this.storeFor(stores, group[0]);
+          // The group alone having more paths than the budget means the merged result has too.
+          // With no budget left, one path found is enough to say the result is truncated.
+          found = await searchPoints(store, group.map((p) => p.repositoryPointId), query.q, { ...match, limit: Math.max(1, budget) });
+        } catch (err) {
+          unavailable.set(key, { ...(await this.unavailable(group[0], err)), points: group.length });
+          continue;
+        }
         if (found.truncated) result.truncated = true;
         const position = new Map(group.map((p) => [p.repositoryPointId, order.get(p)!]));
         result.unindexedPoints.push(...found.unindexedPoints.map((id) => vmPoints[position.get(id)!].id));
@@ -66,27 +92,52 @@ export class SearchService {
       result.hits.push(...hits.map((hit) => toDto(hit, vmId, names.get(vmId) ?? null, vmPoints)));
       if (result.truncated) break;
     }
+    result.unavailableRepositories = [...unavailable.values()];
+    result.pointsSearched = rows.length - result.unavailableRepositories.reduce((n, r) => n + r.points, 0);
     return result;
   }
 
-  /** One index store per repository per search, opened with the repository's passphrase (sealed indexes). */
+  /**
+   * One index store per repository per search, opened with the repository's passphrase (sealed indexes). A
+   * repository the process opened earlier is checked to be still there (its config object), so a folder moved or
+   * removed since is reported as unavailable rather than as points without an index.
+   */
   private storeFor(stores: Map<string, Promise<FileIndexStore>>, point: PointRow): Promise<FileIndexStore> {
     const key = repositoryKey(point);
     let store = stores.get(key);
     if (!store) {
-      store = openPointRepository(point).then((repo) => FileIndexStore.forRepository(repo));
+      store = openPointRepository(point).then(async (repo) => {
+        if (!(await repo.storage.stat(CONFIG_FILE))) throw new RepositoryNotFoundError(repo.storage.description);
+        return FileIndexStore.forRepository(repo);
+      });
       stores.set(key, store);
     }
     return store;
   }
 
-  private async search(store: FileIndexStore, pointIds: string[], query: FileSearchQueryDto, limit: number) {
-    try {
-      return await searchPoints(store, pointIds, query.q, { ignoreCase: query.ignoreCase ?? true, type: query.type, limit });
-    } catch (err) {
-      if (err instanceof FileIndexError && err.code === 'BAD_PATTERN') throw new VmkeepError(err.message, 'invalid_argument');
-      throw err;
-    }
+  /** The report entry of a repository that could not be searched (the reason holds no secret); logged as a warning. */
+  private async unavailable(point: PointRow, err: unknown): Promise<Omit<UnavailableRepositoryDto, 'points'>> {
+    const row = point.repositoryId
+      ? await this.repositories.findOne({ where: { id: point.repositoryId }, select: { id: true, name: true, location: true } })
+      : null;
+    const entry = {
+      id: point.repositoryId ?? null,
+      name: row?.name ?? null,
+      location: row?.location ?? point.repositoryPath,
+      reason: unavailableReason(err),
+    };
+    this.log.warn(`file search skipped repository ${entry.name ?? entry.location}: ${entry.reason}`);
+    return entry;
+  }
+}
+
+/** A bad pattern is the caller's mistake whichever repositories can be read: refused before any is opened. */
+function checkPattern(pattern: string, opts: MatchOptions): void {
+  try {
+    compileMatcher(pattern, opts);
+  } catch (err) {
+    if (err instanceof FileIndexError && err.code === 'BAD_PATTERN') throw new VmkeepError(err.message, 'invalid_argument');
+    throw err;
   }
 }
 

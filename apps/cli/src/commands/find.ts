@@ -14,6 +14,8 @@ interface SearchView {
   truncated: boolean;
   pointsSearched: number;
   unindexedPoints: string[];
+  /** Repositories the server could not search (older servers leave it out). */
+  unavailableRepositories?: { id: string | null; name: string | null; location: string; reason: string; points: number }[];
 }
 
 interface FindOptions {
@@ -48,6 +50,10 @@ export function registerFind(program: Command, run: Runner): void {
         ctx.print(result, () => render(result));
         if (result.truncated) ctx.note(`more paths matched; narrow the pattern or raise --limit`);
         if (result.unindexedPoints.length) ctx.note(`${result.unindexedPoints.length} restore point(s) have no file index`);
+        for (const repo of result.unavailableRepositories ?? []) {
+          const name = repo.name ? `"${repo.name}" (${repo.location})` : repo.location;
+          ctx.note(`warning: repository ${name} could not be searched, ${repo.points} restore point(s) skipped: ${repo.reason}`);
+        }
       }),
     );
 }
