@@ -7,9 +7,9 @@ const RULES: Array<[RegExp, string]> = [
   [new RegExp(`${escape(TOKEN_PREFIX)}[A-Za-z0-9_-]{8,}`, 'g'), `${TOKEN_PREFIX}***`],
   // Authorization headers.
   [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi, '$1 ***'],
-  // password=..., "password":"...", passphrase: ..., secret=..., token=..., also as the end of a longer key such as
-  // guestPassword or webhook_secret (JSON, query strings, key: value).
-  [/(["']?(?<![A-Za-z0-9])[A-Za-z0-9_]*(?:password|passwd|passphrase|secret|token)["']?\s*[:=]\s*)("(?:[^"\\]|\\.)*"|'[^']*'|[^\s,;&}]+)/gi, '$1***'],
+  // password=..., "password":"...", passphrase: ..., secret=..., token=..., also inside a longer key such as
+  // guestPassword, webhook_secret, secretAccessKey or AWS_SECRET_ACCESS_KEY (JSON, query strings, key: value).
+  [/(["']?(?<![A-Za-z0-9])[A-Za-z0-9_]*(?:password|passwd|passphrase|secret|token)[A-Za-z0-9_]*["']?\s*[:=]\s*)("(?:[^"\\]|\\.)*"|'[^']*'|[^\s,;&}]+)/gi, '$1***'],
   // SOAP bodies: <password>...</password> (vim25 Login).
   [/(<(?:\w+:)?password>)[^<]*(<\/(?:\w+:)?password>)/gi, '$1***$2'],
   // Credentials in URLs: scheme://user:secret@host.

@@ -11,6 +11,9 @@ describe('redactSecrets', () => {
     ['VMKEEP_PASSPHRASE=correct-horse-battery', 'VMKEEP_PASSPHRASE=***'],
     ['{"guestUser":"admin","guestPassword":"Gu3st!"}', '{"guestUser":"admin","guestPassword":***}'],
     ['webhook_secret: s3cr3t-value', 'webhook_secret: ***'],
+    ['{"accessKeyId":"AKIA1","secretAccessKey":"wJalr/K7"}', '{"accessKeyId":"AKIA1","secretAccessKey":***}'],
+    ['AWS_SECRET_ACCESS_KEY=wJalr/K7 aws', 'AWS_SECRET_ACCESS_KEY=*** aws'],
+    ['sessionToken: FQoG/x', 'sessionToken: ***'],
   ])('masks %s', (input, expected) => {
     expect(redactSecrets(input)).toBe(expected);
   });
