@@ -1,17 +1,18 @@
 /**
  * Export and restore to raw from a local repository (issue 6 / issue 4 goals: ≥ 1 GB/s). Backs a generated disk
- * up into a fresh local repository (unencrypted, 1 MiB chunks), then streams the restore point through
- * `exportDisk(disk, 'raw')` — the code behind the API's download and `vmkeep restore export` — once into a file
- * and once into nothing (the pipeline alone), writes it with `writeImage(disk, out, 'raw')` — the code behind
- * `vmkeep repo restore-image` (sparse file, fsync at the end) — and checks both files byte for byte.
+ * up into a fresh local repository (1 MiB chunks; `--encrypt` for an encrypted one), then streams the restore
+ * point through `exportDisk(disk, 'raw')` once into a file and once into nothing (the pipeline alone), both
+ * consumers handing each buffer back (`ExportStream.release`) once it is written, writes it with
+ * `writeImage(disk, out, 'raw')` — the code behind `vmkeep repo restore-image` (sparse file, positioned writes,
+ * fsync at the end) — and checks both files byte for byte. Every figure has its CPU seconds (all threads).
  *   npx ts-node -r tsconfig-paths/register --transpile-only bench/export.ts [MiB] [--encrypt]
  * BENCH_DIR chooses the work folder (default under the OS temp folder); it is removed afterwards.
  */
+import { once } from 'node:events';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { BufferDisk } from '@vmkeep/disk';
 import { Repository, closeSharedChunkWorkers } from '@vmkeep/repository';
 import { writeImage } from '@vmkeep/disk-formats';
@@ -41,17 +42,26 @@ async function main(): Promise<void> {
         await disk.close();
       }
     };
-    const run = (sink: (chunks: AsyncIterable<Buffer>) => Promise<void>) =>
+    type Export = Awaited<ReturnType<typeof exportDisk>>;
+    const run = (sink: (exported: Export) => Promise<void>) =>
       withDisk(async (disk) => {
         const exported = await exportDisk(disk, 'raw');
-        return timed(() => sink(exported.chunks));
+        return timed(() => sink(exported));
       });
     const loadBefore = loadAverage();
-    const [, tNull, cNull] = await run(async (chunks) => {
-      for await (const chunk of chunks) void chunk;
+    const [, tNull, cNull] = await run(async (exported) => {
+      for await (const chunk of exported.chunks) exported.release?.(chunk);
     });
     const out = path.join(dir, 'export.raw');
-    const [, tFile, cFile] = await run((chunks) => pipeline(Readable.from(chunks), createWriteStream(out)));
+    // What a download does: write each buffer, hand it back from the write's callback, respect back-pressure.
+    const [, tFile, cFile] = await run(async (exported) => {
+      const file = createWriteStream(out);
+      for await (const chunk of exported.chunks) {
+        if (!file.write(chunk, () => exported.release?.(chunk))) await once(file, 'drain');
+      }
+      file.end();
+      await finished(file);
+    });
     const same = readFileSync(out).equals(data);
     rmSync(out);
     const restored = path.join(dir, 'restore.raw');

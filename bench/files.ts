@@ -3,14 +3,18 @@
  *   npx ts-node -r tsconfig-paths/register --transpile-only bench/files.ts [listing|download|index ...]
  * Sizes: FILES (100,000 entries in one folder), DOWNLOAD_MIB (1024), INDEX_FILES (1,000,000) from the environment.
  *  - listing: one folder of FILES empty files on ext4 (mke2fs -d) and on NTFS (mkntfs, filled through ntfs-3g's
- *    FUSE driver, no kernel mount), each backed up into a local repository; then the API's path: open the point
- *    (FileBrowser over repository disks, cold) and the first page of 100 entries sorted by name, plus the
- *    unsorted first page, with the event loop's longest stall (perf_hooks) while listing.
+ *    FUSE driver, no kernel mount), each backed up into a local repository; then the in-thread path (the offline
+ *    CLI's, and the API's before browse sessions ran on worker threads): open the point (FileBrowser over
+ *    repository disks, cold) and the first page of 100 entries sorted by name, plus the unsorted first page, with
+ *    the event loop's longest stall and utilisation (perf_hooks) while listing; then the same through the API's
+ *    path, `ThreadedFileBrowser` of the compiled library (dist/): parsing on a worker thread, with this thread's
+ *    event-loop utilisation and the process RSS the worker adds.
  *  - download: one DOWNLOAD_MIB file of random bytes on ext4, backed up; read whole through readFileRange (the
  *    API's download stream) from a freshly opened point: MB/s, checked by SHA-256 afterwards (untimed).
  *  - index: INDEX_FILES empty files in folders of 1000 on ext4; the backup of the image into an encrypted
  *    repository (write + commit) against indexing that point (`indexPoint`, what the backup hook runs): times,
- *    ratio, pages and stored index bytes.
+ *    ratio, pages and stored index bytes; then the same on a worker thread as the backup hook runs it (compiled
+ *    library from dist/, opened with the unwrapped keys).
  * EXT4_IMAGE / NTFS_IMAGE / INDEX_IMAGE reuse an image made before (making them takes minutes; KEEP=1 keeps them).
  * Work folder: BENCH_DIR or the OS temp folder; removed afterwards unless KEEP=1. Prints the load average.
  */
@@ -19,7 +23,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { openRaw } from '@vmkeep/disk-formats';
 import { FileIndexStore, indexPoint } from '@vmkeep/file-index';
@@ -94,7 +98,7 @@ async function backUp(image: string, repoDir: string, encrypt = false) {
   return { repo, pointId, s, cpu };
 }
 
-/** The API's browse path on a freshly opened repository: FileBrowser over the point's disks. */
+/** The in-thread browse path on a freshly opened repository: FileBrowser over the point's disks. */
 async function openBrowser(repoDir: string, pointId: string, encrypted = false): Promise<FileBrowser> {
   const repo = await Repository.open(repoDir, encrypted ? { passphrase: PASSPHRASE } : {});
   return FileBrowser.open([{ key: 'disk-2000', disk: await repo.openDisk(pointId, 'disk-2000') }]);
@@ -110,23 +114,73 @@ async function listingOn(kind: string, work: string, image: string): Promise<voi
   try {
     const volume = browser.volumes.findIndex((v) => v.fileSystem);
     delay.enable();
+    const loop = performance.eventLoopUtilization();
     const sorted = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
+    const utilization = performance.eventLoopUtilization(loop).utilization;
     delay.disable();
     const stall = delay.max / 1e6;
     const again = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
     const unsorted = await timed(() => browser.list(volume, '/big', { limit: 100 }));
-    const first = sorted.value.entries.map((e) => e.name);
-    if (sorted.value.total !== FILES || first[0] !== 'file-000000.txt' || first[99] !== 'file-000099.txt') {
-      throw new Error(`${kind}: wrong listing: total ${sorted.value.total}, first ${first[0]}, 100th ${first[99]}`);
-    }
+    checkListing(kind, sorted.value);
     console.log(
-      `  ${kind}: open ${opened.s.toFixed(3)} s; first 100 sorted by name (reads all ${FILES}) ${sorted.s.toFixed(3)} s ` +
-        `(CPU ${sorted.cpu.toFixed(3)} s; longest event-loop stall ${stall.toFixed(1)} ms, idle baseline ${(await baselineStall()).toFixed(1)} ms), ` +
+      `  ${kind} in this thread: open ${opened.s.toFixed(3)} s; first 100 sorted by name (reads all ${FILES}) ${sorted.s.toFixed(3)} s ` +
+        `(CPU ${sorted.cpu.toFixed(3)} s; event loop busy ${(100 * utilization).toFixed(0)} %, longest stall ${stall.toFixed(1)} ms, idle baseline ${(await baselineStall()).toFixed(1)} ms), ` +
         `again ${again.s.toFixed(3)} s (CPU ${again.cpu.toFixed(3)} s); unsorted first 100 ${unsorted.s.toFixed(3)} s; load ${load()}`,
     );
   } finally {
     await browser.close();
   }
+  await threadedListingOn(kind, path.join(work, `repo-${kind}`), pointId);
+}
+
+function checkListing(kind: string, page: { total: number | null; entries: { name: string }[] }): void {
+  const first = page.entries.map((e) => e.name);
+  if (page.total !== FILES || first[0] !== 'file-000000.txt' || first[99] !== 'file-000099.txt') {
+    throw new Error(`${kind}: wrong listing: total ${page.total}, first ${first[0]}, 100th ${first[99]}`);
+  }
+}
+
+/**
+ * The API's browse path: a `ThreadedFileBrowser` of the compiled library (dist/, `node scripts/build.js`; under
+ * ts-node the worker would first compile its sources) opens the point on a worker thread; this thread only waits.
+ * Reports what this thread's event loop did meanwhile and the RSS the worker adds (its isolate, repository and
+ * read caches), measured after the listing and after closing.
+ */
+async function threadedListingOn(kind: string, repoDir: string, pointId: string): Promise<void> {
+  const compiled = path.join(__dirname, '..', 'dist', 'libs', 'restore', 'src', 'files', 'threaded-browser.js');
+  if (!(await fs.stat(compiled).catch(() => undefined))) {
+    console.log(`  ${kind} on a worker thread: skipped (no dist/: run \`node scripts/build.js\` first)`);
+    return;
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const lib = require(compiled) as typeof import('../libs/restore/src/files/threaded-browser');
+  const rssBefore = process.memoryUsage().rss;
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  const opened = await timed(() => lib.ThreadedFileBrowser.open({ repository: { location: repoDir }, pointId, diskKeys: ['disk-2000'] }));
+  const browser = opened.value;
+  let rssOpen: number;
+  try {
+    const volume = browser.volumes.findIndex((v) => v.fileSystem);
+    delay.enable();
+    const loop = performance.eventLoopUtilization();
+    const sorted = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
+    const utilization = performance.eventLoopUtilization(loop).utilization;
+    delay.disable();
+    const again = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
+    const unsorted = await timed(() => browser.list(volume, '/big', { limit: 100 }));
+    checkListing(kind, sorted.value);
+    rssOpen = process.memoryUsage().rss;
+    console.log(
+      `  ${kind} on a worker thread: open ${opened.s.toFixed(3)} s (CPU ${opened.cpu.toFixed(3)} s); first 100 sorted by name ${sorted.s.toFixed(3)} s ` +
+        `(CPU ${sorted.cpu.toFixed(3)} s, all threads; this thread's event loop busy ${(100 * utilization).toFixed(1)} %, longest stall ${(delay.max / 1e6).toFixed(1)} ms), ` +
+        `again ${again.s.toFixed(3)} s (CPU ${again.cpu.toFixed(3)} s); unsorted first 100 ${unsorted.s.toFixed(3)} s; load ${load()}`,
+    );
+  } finally {
+    await browser.close();
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  const mb = (n: number) => (n / 1e6).toFixed(0);
+  console.log(`  ${kind} worker RSS: +${mb(rssOpen - rssBefore)} MB while open (after the listings), +${mb(process.memoryUsage().rss - rssBefore)} MB after closing`);
 }
 
 /**
@@ -251,7 +305,32 @@ async function index(work: string): Promise<void> {
       `(${((record.entries / indexed.s) | 0)} entries/s; longest event-loop stall ${(delay.max / 1e6).toFixed(1)} ms, ` +
       `idle baseline ${(await baselineStall()).toFixed(1)} ms; load ${load()})`,
   );
+  await indexOnWorker(repo, repoDir, pointId, backupS);
   await repo.close();
+}
+
+/**
+ * What the backup hook runs: `indexPointInWorker` of the compiled library (dist/, `node scripts/build.js`; under
+ * ts-node the worker would first compile its sources), opened with the repository's unwrapped keys (no KDF), after
+ * the index written above is collected so every page is stored again.
+ */
+async function indexOnWorker(repo: Repository, repoDir: string, pointId: string, backupS: number): Promise<void> {
+  const compiled = path.join(__dirname, '..', 'dist', 'node_modules', '@vmkeep', 'file-index');
+  const built = await fs.stat(path.join(compiled, 'package.json')).catch(() => undefined);
+  if (!built) {
+    console.log('  index on a worker thread: skipped (no dist/: run `node scripts/build.js` first)');
+    return;
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const lib = require(compiled) as typeof import('@vmkeep/file-index');
+  await FileIndexStore.forRepository(repo).collectGarbage([], { graceMs: 0 });
+  const opening = { location: repoDir, runtime: { unlockedKeys: repo.unlockedKeys() } };
+  const run1 = await timed(() => lib.indexPointInWorker(opening, pointId, ['disk-2000']));
+  const { record, newBytes } = run1.value;
+  console.log(
+    `  index on a worker thread (the backup hook): ${record.entries} entries, ${(newBytes / 1e6).toFixed(1)} MB stored, ` +
+      `${run1.s.toFixed(2)} s (CPU ${run1.cpu.toFixed(2)} s, all threads) = ${((100 * run1.s) / backupS).toFixed(0)} % of the backup; load ${load()}`,
+  );
 }
 
 async function main(): Promise<void> {

@@ -6,7 +6,9 @@
 #      (encrypted, local repository) and `borg create --compression zstd,3` (repokey encryption) —
 #      wall time, peak RSS and stored bytes each, on the same warm page cache;
 #   3. VMKeep backup of an identical clone of the image (stored growth, goal ≤ 2 %);
-#   4. VMKeep full restore of the first point to a raw file (GB/s), compared byte for byte with the image.
+#   4. VMKeep full restore of the first point to a raw file (GB/s), compared byte for byte with the image;
+#   5. VMKeep `repo list` on the encrypted repository: the peak RSS of loading the CLI and unlocking the key
+#      (scrypt, 128 MiB), under which no VMKeep run above can go.
 #
 # Usage: bash bench/repository-vs-peers.sh [SIZE_GIB]        (default 6, the size the issue names)
 # Environment:
@@ -144,6 +146,10 @@ rm -f "$WORK/clone.raw"
 
 run_timed vmkeep-restore "${CLI[@]}" --json repo restore "$POINT" --output "$WORK/restored.raw" --repo "$VREPO"
 T_WALL=$WALL T_RSS=$RSS T_CPU=$CPU T_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
+
+# The floor under every VMKeep peak above: loading the CLI and unlocking the key (scrypt, 128 MiB) alone.
+run_timed vmkeep-unlock "${CLI[@]}" repo list --repo "$VREPO"
+U_WALL=$WALL U_RSS=$RSS U_CPU=$CPU U_LOAD="$LOAD_BEFORE → $LOAD_AFTER"
 cmp "$IMG" "$WORK/restored.raw" && RESTORE_OK=byte-exact || RESTORE_OK=DIFFERENT
 
 # --- report ------------------------------------------------------------------------------------------------
@@ -165,6 +171,7 @@ row "VMKeep backup of identical clone (zstd ${LEVELS[0]})" "$C_WALL" "$C_CPU" "$
   "growth $(awk -v g="$C_GROWTH" -v s="$V_STORED" 'BEGIN { printf "%.3f %%", 100 * g / s }')" "$C_LOAD"
 printf '| VMKeep full restore to raw | %.2f s (%s) | %.2f s | %d MiB | — | %s | %s |\n' "$T_WALL" \
   "$(awk -v s="$SIZE_BYTES" -v t="$T_WALL" 'BEGIN { printf "%.2f GB/s", s / 1e9 / t }')" "$T_CPU" $((T_RSS / 1024)) "$RESTORE_OK" "$T_LOAD"
+printf '| VMKeep key unlock alone (`repo list`) | %.2f s | %.2f s | %d MiB | — | — | %s |\n' "$U_WALL" "$U_CPU" $((U_RSS / 1024)) "$U_LOAD"
 echo
 echo "Goals (issue 4, zstd ${LEVELS[0]}): time ≤ 0.25 × restic → $(ratio "$V_WALL" "$R_WALL"); stored ≤ restic → $(ratio "$V_STORED" "$R_STORED");" \
   "peak RSS ≤ 256 MiB → $((${L_RSS[${LEVELS[0]}]} / 1024)) MiB; clone growth ≤ 2 %; restore ≥ 1 GB/s."

@@ -5,7 +5,9 @@
  * (same pages, reused, same volumes and warnings); meanwhile the calling thread's event loop stays responsive.
  * Aborting terminates the worker before a record is written; a wrong passphrase rejects with the repository's error.
  * On an s3:// repository (s3rver) the worker opens the bucket with the S3 settings it was given. The backup hook
- * (`indexBackupFiles` with `reopen`) goes through the worker and turns its record into the job's stats and phase.
+ * (`indexBackupFiles` with `reopen`) goes through the worker and turns its record into the job's stats and phase,
+ * and hands the worker the repository's unwrapped keys: with the key file gone (the passphrase path cannot work) it
+ * still indexes, and scrypt is not called.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -153,6 +155,36 @@ describe('file index walk on a worker thread', () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(new Error('shutdown')), 200);
     expect((await hook(controller.signal)).phase).toBe('done; file index: interrupted');
+  });
+
+  it('the backup hook hands the worker the unwrapped keys: the KDF runs once per backup, not again on the worker', async () => {
+    const job = { id: 'job-2', options: {} } as unknown as JobEntity;
+    const point = { id: 'row-2', repositoryPointId: pointId, disks: [{ key: 'disk-2000' }] } as unknown as RestorePointEntity;
+    const hook = () =>
+      indexBackupFiles({
+        repo,
+        reopen: opening(),
+        job,
+        point,
+        phase: 'done',
+        signal: new AbortController().signal,
+        log: { warn: () => undefined } as unknown as Logger,
+        setPhase: async () => undefined,
+      });
+    // Without its key file the repository opens only with the keys themselves: the passphrase path (the KDF) fails.
+    const keyFile = path.join(repoDir, 'key.json');
+    await fs.rename(keyFile, `${keyFile}.away`);
+    const scrypt = jest.spyOn(jest.requireActual<typeof import('node:crypto')>('node:crypto'), 'scrypt');
+    try {
+      await expect(indexPointInWorker(opening(), pointId, ['disk-2000'])).rejects.toThrow(/key file is missing/);
+      const done = await hook();
+      expect(done.phase).toBe('done');
+      expect(done.stats.indexedFiles).toBeGreaterThan(FILES);
+      expect(scrypt).not.toHaveBeenCalled();
+    } finally {
+      scrypt.mockRestore();
+      await fs.rename(`${keyFile}.away`, keyFile);
+    }
   });
 
   it('opens an s3:// repository with the S3 settings it is given', async () => {

@@ -46,7 +46,9 @@ export async function indexBackupFiles(args: {
     const keys = point.disks.map((d) => d.key);
     let result: IndexPointResult;
     if (args.reopen) {
-      result = await indexPointInWorker(args.reopen, point.repositoryPointId, keys, { signal });
+      const opening = workerOpening(repo, args.reopen);
+      // The worker got its own copy when it started: this one is wiped once the walk is over.
+      result = await indexPointInWorker(opening, point.repositoryPointId, keys, { signal }).finally(() => opening.runtime?.unlockedKeys?.keys.fill(0));
     } else {
       for (const key of keys) disks.push({ key, disk: await repo.openDisk(point.repositoryPointId, key) });
       result = await indexPoint(store, point.repositoryPointId, disks, { signal });
@@ -73,6 +75,17 @@ export async function indexBackupFiles(args: {
   } finally {
     for (const { disk } of disks) await disk.close().catch(() => undefined);
   }
+}
+
+/**
+ * The worker opens an encrypted repository with `repo`'s unwrapped keys, not the passphrase: the backup runs the
+ * KDF once (when it opened `repo`), not a second time on the worker.
+ */
+function workerOpening(repo: Repository, reopen: RepositoryOpening): RepositoryOpening {
+  const unlockedKeys = repo.unlockedKeys();
+  if (!unlockedKeys) return reopen;
+  const s3 = reopen.runtime?.s3;
+  return { location: reopen.location, runtime: { unlockedKeys, ...(s3 ? { s3 } : {}) } };
 }
 
 /** Runs the index's garbage collection when points were deleted (pruned) since: their records and unshared pages go. */

@@ -1,8 +1,11 @@
 /** Indexes one restore point: walk → content-defined pages → store new pages → point record last. */
-import { DEFAULT_PAGING, encodePage, PageSplitter, type PagingParams } from './page';
+import { DEFAULT_PAGING, encodePage, PageSplitter, type EncodedPage, type PagingParams } from './page';
 import type { FileIndexStore } from './store';
 import type { IndexEntry, PageRef, PointIndexRecord } from './types';
-import { walkDisks, type WalkLimits, type WalkReport, type WalkTarget } from './walk';
+import { walkDiskBatches, type WalkLimits, type WalkReport, type WalkTarget } from './walk';
+
+/** Page writes in flight while the walk continues. */
+const PAGES_IN_FLIGHT = 32;
 
 export interface IndexPointOptions {
   signal?: AbortSignal;
@@ -39,23 +42,39 @@ export async function indexPoint(
   const result = { newPages: 0, reusedPages: 0, newBytes: 0 };
   let entries = 0;
 
-  const flush = async (list: IndexEntry[] | undefined) => {
-    if (!list) return;
-    const page = encodePage(list, store.sealer);
+  // Pages are stored while the walk goes on, up to PAGES_IN_FLIGHT at a time; the record lists them in walk order.
+  const storing: Promise<void>[] = [];
+  const store1 = async (page: EncodedPage) => {
     if (await store.putPage(page)) {
       result.newPages++;
       result.newBytes += page.data.length;
     } else {
       result.reusedPages++;
     }
+  };
+  const flush = async (list: IndexEntry[] | undefined) => {
+    if (!list) return;
+    const page = encodePage(list, store.sealer);
     pages.push({ id: page.id, entries: page.entries });
     entries += page.entries;
+    const stored = store1(page);
+    stored.catch(() => undefined); // awaited below; a failure surfaces there
+    storing.push(stored);
+    if (storing.length >= PAGES_IN_FLIGHT) await storing.shift();
   };
 
-  for await (const entry of walkDisks(disks, report, { limits: opts.limits, signal: opts.signal })) {
-    await flush(splitter.push(entry));
+  try {
+    for await (const batch of walkDiskBatches(disks, report, { limits: opts.limits, signal: opts.signal })) {
+      for (const entry of batch) {
+        const full = splitter.push(entry);
+        if (full) await flush(full);
+      }
+    }
+    await flush(splitter.finish());
+    while (storing.length) await storing.shift();
+  } finally {
+    await Promise.allSettled(storing); // nothing left writing once this returns or throws
   }
-  await flush(splitter.finish());
   opts.signal?.throwIfAborted();
 
   const record: PointIndexRecord = {

@@ -9,11 +9,15 @@ import type { IndexPointResult } from './indexer';
 import type { PagingParams } from './page';
 import type { WalkLimits } from './walk';
 
-/** How another thread opens the same repository. The passphrase and S3 secret go to the worker only, never to a log. */
+/**
+ * How another thread opens the same repository. The keys, passphrase and S3 secret go to the worker only, never to
+ * a log. `unlockedKeys` (from `Repository.unlockedKeys()` of the caller's open repository) opens an encrypted
+ * repository without running the KDF again; a passphrase alone costs the worker a second KDF run.
+ */
 export interface RepositoryOpening {
   /** Folder path or `s3://BUCKET/PREFIX`. */
   location: string;
-  runtime?: Pick<RuntimeOptions, 'passphrase' | 's3'>;
+  runtime?: Pick<RuntimeOptions, 'passphrase' | 's3' | 'unlockedKeys'>;
 }
 
 /** What the worker is given (workerData). */

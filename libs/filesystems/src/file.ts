@@ -93,6 +93,8 @@ export function splitPath(path: string): string[] {
 export interface RawEntry<N> {
   name: string;
   load(): Promise<N>;
+  /** The entry's stat when the reader already holds it (preloaded metadata); `load` is then not called. */
+  stat?: () => FileStat | undefined;
 }
 
 /** Path resolution, paging and the FileSystem methods, over a reader's node operations. */
@@ -140,7 +142,7 @@ export abstract class TreeFileSystem<N> implements FileSystem {
       if (index++ < offset) continue;
       if (entries.length === limit) return { entries, nextOffset: offset + limit };
       try {
-        entries.push({ name: raw.name, stat: this.statOf(await raw.load()) });
+        entries.push({ name: raw.name, stat: raw.stat?.() ?? this.statOf(await raw.load()) });
       } catch (e) {
         // One damaged inode does not hide the rest of the folder: it is listed with its error.
         if (!(e instanceof FileSystemError)) throw e;

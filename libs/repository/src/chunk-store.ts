@@ -12,9 +12,9 @@ export interface ChunkStore {
   get(id: Buffer): Promise<Buffer>;
   /**
    * Stores the blob unless a chunk with this id exists; `existed` tells which happened. `overwrite` replaces an
-   * existing blob (a chunk verify found bad).
+   * existing blob (a chunk verify found bad). The blob may come in consecutive parts (ChunkCodec.encodeParts).
    */
-  insert(id: Buffer, blob: Buffer, opts?: { overwrite?: boolean }): Promise<{ existed: boolean }>;
+  insert(id: Buffer, blob: BlobData, opts?: { overwrite?: boolean }): Promise<{ existed: boolean }>;
   /**
    * Whether the chunk exists, marking it as used now when it does: a writer that deduplicates against a chunk
    * calls this so a concurrent garbage collection keeps the chunk (FORMAT.md, garbage collection).
@@ -29,6 +29,12 @@ export interface ChunkStore {
   /** A mark for flush(since): inserts and dedups after it are covered by that flush's error check. */
   syncMark(): number;
 }
+
+/** A blob to store: one buffer, or its consecutive parts. */
+export type BlobData = Buffer | readonly Buffer[];
+
+/** The blob as one buffer (parts are joined: for stores that need it whole). */
+export const wholeBlob = (blob: BlobData): Buffer => (Buffer.isBuffer(blob) ? blob : blob.length === 1 ? blob[0] : Buffer.concat(blob));
 
 /** A chunk written (and closed) under its temp name, not yet fsynced and renamed to its name. */
 interface PendingChunk {
@@ -143,7 +149,7 @@ export class FsChunkStore implements ChunkStore {
     }
   }
 
-  async insert(id: Buffer, blob: Buffer, opts: { overwrite?: boolean } = {}): Promise<{ existed: boolean }> {
+  async insert(id: Buffer, blob: BlobData, opts: { overwrite?: boolean } = {}): Promise<{ existed: boolean }> {
     const hex = checkId(id);
     if (!opts.overwrite && (await this.has(id))) return { existed: true };
     const file = this.pathOf(id);
@@ -156,7 +162,7 @@ export class FsChunkStore implements ChunkStore {
     }
     const temp = tempPathFor(file);
     try {
-      await fs.writeFile(temp, blob, { flag: 'wx' });
+      await writeNew(temp, blob);
     } catch (err) {
       await fs.rm(temp, { force: true });
       throw err;
@@ -261,6 +267,31 @@ export class FsChunkStore implements ChunkStore {
     }
     await fs.rm(trash, { force: true });
     return after.size;
+  }
+}
+
+/** Writes a new file (never an existing one) from a blob or its parts, in one write(v) call when it can. */
+async function writeNew(file: string, blob: BlobData): Promise<void> {
+  if (Buffer.isBuffer(blob)) return fs.writeFile(file, blob, { flag: 'wx' });
+  const handle = await fs.open(file, 'wx');
+  try {
+    let rest = blob.filter((b) => b.length > 0);
+    while (rest.length) {
+      let { bytesWritten } = await handle.writev(rest);
+      if (bytesWritten <= 0) throw new RepositoryError(`could not write ${file}`, 'SHORT_WRITE');
+      // A short write(v): go on with what is left.
+      const left: Buffer[] = [];
+      for (const b of rest) {
+        if (bytesWritten >= b.length) bytesWritten -= b.length;
+        else {
+          left.push(b.subarray(bytesWritten));
+          bytesWritten = 0;
+        }
+      }
+      rest = left;
+    }
+  } finally {
+    await handle.close();
   }
 }
 

@@ -3,9 +3,9 @@
  * decodes stored blobs. Buffers travel by transfer, not by copy: the chunk comes in, goes back with its id, the
  * blob goes back on encoding, and the plaintext goes back on decoding.
  */
-import { readFileSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { compressChunk, computeChunkId, decodeBlob, encodeChunk, standalone } from './codec';
+import { decodeBlobFile } from './blob-file';
+import { compressChunk, computeChunkId, decodeBlob, encodeChunk, encodeChunkParts, standalone } from './codec';
 import type { WorkerReply, WorkerTask } from './chunk-workers';
 import { CorruptChunkError } from './errors';
 
@@ -16,16 +16,6 @@ function exclusive(view: Uint8Array, owned: Uint8Array): Uint8Array {
   return copy;
 }
 
-/** A blob file read on this thread (blocking only this worker); undefined when it does not exist. */
-function readBlob(task: { file: string }): Buffer | undefined {
-  try {
-    return readFileSync(task.file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
 function run(task: WorkerTask): [WorkerReply, ArrayBuffer[]] {
   try {
     if (task.op === 'hash') {
@@ -33,17 +23,23 @@ function run(task: WorkerTask): [WorkerReply, ArrayBuffer[]] {
       return [{ seq: task.seq, ok: true, id, data: task.data }, [task.data.buffer as ArrayBuffer]];
     }
     if (task.op === 'decode' || task.op === 'decode-file') {
-      const blob = task.op === 'decode' ? Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength) : readBlob(task);
-      if (!blob) return [{ seq: task.seq, ok: false, message: 'chunk file is missing', missing: Buffer.from(task.id).toString('hex') }, []];
-      const into = task.op === 'decode-file' ? task.into : undefined;
-      const plain = standalone(decodeBlob(Buffer.from(task.id), blob, task.scheme, task.key, into));
+      const id = Buffer.from(task.id);
+      // A file is read on this thread (blocking only this worker), its payload straight into place (blob-file.ts).
+      const decoded =
+        task.op === 'decode'
+          ? decodeBlob(id, Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength), task.scheme, task.key, task.into)
+          : decodeBlobFile(id, task.file, task.scheme, task.key, task.into);
+      if (!decoded) return [{ seq: task.seq, ok: false, message: 'chunk file is missing', missing: id.toString('hex') }, []];
+      const plain = standalone(decoded);
       return [{ seq: task.seq, ok: true, plain }, [plain.buffer as ArrayBuffer]];
     }
     if (task.op === 'encode') {
-      const blob = encodeChunk(task.data, task.level, task.sealing);
-      // The chunk goes back too: the pool reuses its buffer instead of allocating one for the next chunk.
+      // The blob's parts leave this thread by transfer (unless asked for whole, a sealed blob is not assembled
+      // here), so encoding leaves no garbage behind on this thread. The chunk goes back too: the pool reuses its
+      // buffer for the next chunk.
+      const parts = task.whole ? [encodeChunk(task.data, task.level, task.sealing)] : encodeChunkParts(task.data, task.level, task.sealing);
       const spare = task.data;
-      return [{ seq: task.seq, ok: true, blob, spare }, [blob.buffer as ArrayBuffer, spare.buffer as ArrayBuffer]];
+      return [{ seq: task.seq, ok: true, parts, spare }, [...parts.map((p) => p.buffer as ArrayBuffer), spare.buffer as ArrayBuffer]];
     }
     const { compression, payload } = compressChunk(task.data, task.level);
     const out = exclusive(payload, task.data);

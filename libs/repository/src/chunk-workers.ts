@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { promises as fs } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { BlobSealing, ChunkIdScheme, EncodedPayload, compressChunk, computeChunkId, decodeBlob, encodeChunk, standalone } from './codec';
+import { BlobSealing, ChunkIdScheme, EncodedPayload, compressChunk, computeChunkId, decodeBlob, encodeChunk, encodeChunkParts, standalone } from './codec';
 import { CorruptChunkError, MissingChunkError } from './errors';
 import { workerScript } from './worker-script';
 
@@ -24,6 +24,11 @@ export interface ChunkCodec {
    * the caller afterwards (it may be transferred).
    */
   encode(data: Buffer, level: number, sealing?: BlobSealing): Promise<Buffer>;
+  /**
+   * encode(), the blob as consecutive parts (their concatenation is the blob), so a sealed blob's ciphertext is
+   * neither copied nor left behind on the codec's thread. Same ownership rule for `data`.
+   */
+  encodeParts(data: Buffer, level: number, sealing?: BlobSealing): Promise<Buffer[]>;
   /**
    * Checks a stored blob and returns the chunk's plaintext (decodeBlob: CorruptChunkError on any damage).
    * `blob` must not be used by the caller afterwards (it may be transferred).
@@ -53,6 +58,9 @@ export const inlineChunkCodec: ChunkCodec = {
   async encode(data, level, sealing) {
     return encodeChunk(data, level, sealing);
   },
+  async encodeParts(data, level, sealing) {
+    return encodeChunkParts(data, level, sealing);
+  },
   async decode(id, blob, scheme, key) {
     return decodeBlob(id, blob, scheme, key);
   },
@@ -68,15 +76,15 @@ export const inlineChunkCodec: ChunkCodec = {
 export type WorkerTask =
   | { seq: number; op: 'hash'; scheme: ChunkIdScheme; data: Uint8Array }
   | { seq: number; op: 'compress'; level: number; data: Uint8Array }
-  | { seq: number; op: 'encode'; level: number; data: Uint8Array; sealing?: BlobSealing }
-  | { seq: number; op: 'decode'; id: Uint8Array; scheme: ChunkIdScheme; key?: Uint8Array; data: Uint8Array }
+  | { seq: number; op: 'encode'; level: number; data: Uint8Array; sealing?: BlobSealing; whole?: boolean }
+  | { seq: number; op: 'decode'; id: Uint8Array; scheme: ChunkIdScheme; key?: Uint8Array; data: Uint8Array; into?: Uint8Array }
   | { seq: number; op: 'decode-file'; id: Uint8Array; scheme: ChunkIdScheme; key?: Uint8Array; file: string; into?: Uint8Array };
 
 /** Message from a chunk worker. */
 export type WorkerReply =
   | { seq: number; ok: true; id: Uint8Array; data: Uint8Array }
   | { seq: number; ok: true; compression: number; payload: Uint8Array }
-  | { seq: number; ok: true; blob: Uint8Array; spare: Uint8Array }
+  | { seq: number; ok: true; parts: Uint8Array[]; spare: Uint8Array }
   | { seq: number; ok: true; plain: Uint8Array }
   | { seq: number; ok: false; message: string; corrupt?: { chunkId: string; reason: string }; missing?: string };
 
@@ -131,18 +139,28 @@ export class ChunkWorkerPool implements ChunkCodec {
   }
 
   async encode(data: Buffer, level: number, sealing?: BlobSealing): Promise<Buffer> {
+    // The worker joins the parts: the blob comes back as one buffer, with no copy on this thread.
+    return (await this.encodeOn(data, level, sealing, true))[0];
+  }
+
+  encodeParts(data: Buffer, level: number, sealing?: BlobSealing): Promise<Buffer[]> {
+    return this.encodeOn(data, level, sealing, false);
+  }
+
+  private async encodeOn(data: Buffer, level: number, sealing: BlobSealing | undefined, whole: boolean): Promise<Buffer[]> {
     // Exact-size copies: posting a view of a pooled buffer would clone the whole pool slab.
     const exact = sealing && { key: keyCopy(sealing.key), id: keyCopy(sealing.id) };
-    const reply = await this.run({ seq: 0, op: 'encode', level, data: this.owned(data), sealing: exact });
-    if (!reply.ok || !('blob' in reply)) throw new Error('chunk worker returned no blob');
+    const reply = await this.run({ seq: 0, op: 'encode', level, data: this.owned(data), sealing: exact, whole });
+    if (!reply.ok || !('parts' in reply)) throw new Error('chunk worker returned no blob');
     if (this.spares.length < MAX_SPARES) this.spares.push(reply.spare);
-    return asBuffer(reply.blob);
+    return reply.parts.map(asBuffer);
   }
 
   async decode(id: Buffer, blob: Buffer, scheme: ChunkIdScheme, key?: Uint8Array): Promise<Buffer> {
     // The blob was read for this call only: moved to the worker when it is a buffer of its own, never copied twice.
     const data = this.owned(blob, true);
-    return this.plain(await this.run({ seq: 0, op: 'decode', id: keyCopy(id), scheme: exactScheme(scheme), key: key && keyCopy(key), data }));
+    const into = this.plainSpares.pop();
+    return this.plain(await this.run({ seq: 0, op: 'decode', id: keyCopy(id), scheme: exactScheme(scheme), key: key && keyCopy(key), data, into }));
   }
 
   async decodeFile(id: Buffer, file: string, scheme: ChunkIdScheme, key?: Uint8Array): Promise<Buffer> {
@@ -195,7 +213,7 @@ export class ChunkWorkerPool implements ChunkCodec {
     return new Promise<WorkerReply>((resolve, reject) => {
       slot.pending.set(seq, { resolve, reject });
       if (slot.pending.size === 1) slot.worker.ref();
-      const transfer = 'data' in task ? [task.data.buffer] : 'into' in task && task.into ? [task.into.buffer] : [];
+      const transfer = [...('data' in task ? [task.data.buffer] : []), ...('into' in task && task.into ? [task.into.buffer] : [])];
       slot.worker.postMessage({ ...task, seq }, transfer as ArrayBuffer[]);
     }).then((reply) => {
       if (!reply.ok) {

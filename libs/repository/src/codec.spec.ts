@@ -143,6 +143,28 @@ describe('ChunkWorkerPool', () => {
     }
   });
 
+  it('decodes into recycled plaintext buffers (in memory and from files) without mixing up their old content', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vmkeep-codec-'));
+    try {
+      const chunks = [randomBytes(64 * 1024), randomBytes(64 * 1024), Buffer.from(text.subarray(0, 64 * 1024))];
+      for (let round = 0; round < 3; round++) {
+        for (const [i, data] of chunks.entries()) {
+          const { id, blob } = blobOf(data);
+          const file = path.join(dir, `c${i}`);
+          writeFileSync(file, blob);
+          const fromFile = await pool.decodeFile(id, file, sha);
+          expect(fromFile.equals(data)).toBe(true);
+          pool.recycle(fromFile); // the next decodes of this size may land in it
+          const inMemory = await pool.decode(id, Buffer.from(blob), sha);
+          expect(inMemory.equals(data)).toBe(true);
+          pool.recycle(inMemory);
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses work after close', async () => {
     const p = new ChunkWorkerPool(1);
     await p.hash(sha, text);

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { inlineChunkCodec } from './chunk-workers';
 import { CorruptChunkError } from './errors';
-import { PointDisk } from './point-disk';
+import { PointDisk, defaultReadAhead } from './point-disk';
 import { Repository } from './repository';
 import { BufferDisk, patterned, tempDir } from './testing/test-disks';
 
@@ -23,7 +23,7 @@ describe('PointDisk read-ahead', () => {
   });
   afterAll(() => tmp.cleanup());
 
-  async function open(readAhead: number, recycle?: (b: Buffer) => void, bad?: number) {
+  async function open(readAhead: number | undefined, recycle?: (b: Buffer) => void, bad?: number) {
     const manifest = await repo.readManifest(pointId);
     const index = await repo.readIndex(pointId, manifest.disks[0]);
     const loaded: number[] = [];
@@ -54,6 +54,16 @@ describe('PointDisk read-ahead', () => {
       expect((await disk.read(at, CS)).equals(data.subarray(at, at + CS))).toBe(true);
     }
     expect([...loaded].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    await disk.close();
+  });
+
+  it('reads 12 MiB ahead by default: up to 12 chunks, fewer of large chunks, at least 2', async () => {
+    expect([64 * 1024, CS, 1 << 20, 4 << 20, 8 << 20].map(defaultReadAhead)).toEqual([12, 12, 12, 3, 2]);
+    const { disk, loaded } = await open(undefined);
+    await disk.read(0, CS);
+    await disk.read(CS, CS);
+    // The second read continues the first: chunks 2..13 (12 ahead of chunk 1, the zero chunk 5 skipped) are loading.
+    expect(loaded).toEqual([0, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 1]);
     await disk.close();
   });
 

@@ -11,10 +11,18 @@ export type ChunkRecycler = (plain: Buffer) => void;
 /** Chunks kept decoded in memory per open disk (sequential and slightly unaligned reads hit them). */
 const DEFAULT_CACHE_CHUNKS = 8;
 /**
- * Chunks loaded ahead of a sequential reader (decoded on the worker pool meanwhile), on top of the cache; they
- * count against memory like cached ones: (cache + read-ahead) × chunk size per open disk.
+ * Bytes loaded ahead of a sequential reader by default (decoded on the worker pool meanwhile), on top of the cache;
+ * they count against memory like cached ones. 12 MiB keeps a decode queued for each chunk worker while the reader
+ * is busy writing (12 chunks of 1 MiB), and bounds the memory of large chunks (3 of 4 MiB).
  */
-const DEFAULT_READ_AHEAD_CHUNKS = 6;
+const READ_AHEAD_BYTES = 12 * 1024 * 1024;
+const MIN_READ_AHEAD_CHUNKS = 2;
+const MAX_READ_AHEAD_CHUNKS = 12;
+
+/** The default read-ahead in chunks for a chunk size: READ_AHEAD_BYTES worth, at least 2, at most 12 chunks. */
+export function defaultReadAhead(chunkSize: number): number {
+  return Math.min(MAX_READ_AHEAD_CHUNKS, Math.max(MIN_READ_AHEAD_CHUNKS, Math.ceil(READ_AHEAD_BYTES / Math.max(1, chunkSize))));
+}
 
 export class PointDisk implements Disk {
   /** Chunks a read used, in LRU order (at most cacheChunks). */
@@ -26,6 +34,8 @@ export class PointDisk implements Disk {
   private readonly source: string;
   /** The chunk after the last one a read asked for: where a sequential reader goes next. */
   private nextExpected = -1;
+  /** Chunks loaded ahead of a sequential reader at most (defaultReadAhead of the chunk size unless given). */
+  private readonly readAheadChunks: number;
 
   constructor(
     private readonly index: FixedIndex,
@@ -33,10 +43,11 @@ export class PointDisk implements Disk {
     readonly pointId: string,
     readonly diskKey: string,
     private readonly cacheChunks = DEFAULT_CACHE_CHUNKS,
-    private readonly readAheadChunks = DEFAULT_READ_AHEAD_CHUNKS,
+    readAheadChunks?: number,
     private readonly recycle?: ChunkRecycler,
   ) {
     this.source = `point ${pointId} disk ${diskKey}`;
+    this.readAheadChunks = readAheadChunks ?? defaultReadAhead(index.chunkSize);
   }
 
   get size(): number {

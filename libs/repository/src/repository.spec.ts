@@ -104,11 +104,16 @@ describe('Repository', () => {
     });
 
     it('openOrInit from several callers at once: one initialises, the others wait for its config', async () => {
-      const dir = path.join(tmp.dir, 'race');
       const init = { encrypt: true, kdf: 'insecure-fast-for-tests' as const };
-      const repos = await Promise.all(Array.from({ length: 4 }, () => Repository.openOrInit(dir, init, { passphrase: 'race-pass' })));
-      expect(new Set(repos.map((r) => r.config.id)).size).toBe(1);
-      expect(repos.every((r) => r.encrypted)).toBe(true);
+      for (let round = 0; round < 10; round++) {
+        const dir = path.join(tmp.dir, `race-${round}`);
+        const repos = await Promise.all(Array.from({ length: 4 }, () => Repository.openOrInit(dir, init, { passphrase: 'race-pass' })));
+        // One config for all, and it is the one on disk (no caller holds keys that a later config replaced).
+        const onDisk = JSON.parse(await fs.readFile(path.join(dir, 'config.json'), 'utf8')) as { id: string };
+        expect(repos.map((r) => r.config.id)).toEqual(new Array(4).fill(onDisk.id));
+        expect(repos.every((r) => r.encrypted)).toBe(true);
+        await Promise.all(repos.map((r) => r.close()));
+      }
     });
   });
 

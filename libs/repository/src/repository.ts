@@ -4,6 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { inspect } from 'node:util';
 import type { Disk, Extent } from '@vmkeep/disk';
 import { ArchiveChange, ArchiveRecords, ArchiveStatus } from './archive';
 import { fsyncDir, writeFileAtomic } from './atomic';
@@ -16,6 +17,7 @@ import {
   CHUNKS_DIR,
   CONFIG_FILE,
   INDEX_EXT,
+  KEY_BYTES,
   LOCKS_DIR,
   KEY_FILE,
   MANIFEST_DELETING_FILE,
@@ -29,6 +31,7 @@ import { SubkeySealer } from './subkeys';
 import {
   ArchiveLockedError,
   IndexFormatError,
+  InvalidOptionError,
   PassphraseRequiredError,
   PointDiskNotFoundError,
   PointNotFoundError,
@@ -77,12 +80,50 @@ export interface RuntimeOptions {
   concurrency?: number;
   /** Passphrase of an encrypted repository (required to open or create one; never stored or logged). */
   passphrase?: string;
+  /**
+   * Opens an encrypted repository with the master keys another open `Repository` of this process handed out
+   * (`unlockedKeys()`, e.g. posted to a worker thread) instead of the passphrase: no KDF run. Taken before
+   * `passphrase`; keys of another repository are an InvalidOptionError. Never log or store it.
+   */
+  unlockedKeys?: UnlockedKeysData;
   /** An exclusive lock (GC, prune, passphrase change) not refreshed for this long is stale; default 5 min. */
   lockStaleMs?: number;
   /** Told about every stale lock this process takes over (exclusive lock, dead writers' markers). */
   onStaleLock?: (stale: StaleLock) => void;
   /** How to reach the server of an `s3://BUCKET/PREFIX` location (endpoint, region, credentials, path style). */
   s3?: Omit<S3StorageOptions, 'bucket' | 'prefix'>;
+}
+
+/** The plain shape of `UnlockedKeys` once structured-cloned to another thread (workerData, postMessage). */
+export interface UnlockedKeysData {
+  /** The config id of the repository the keys belong to. */
+  repositoryId: string;
+  /** encKey ‖ idKey, 64 bytes. */
+  keys: Uint8Array;
+}
+
+/**
+ * The unwrapped master keys of an open encrypted repository, for another thread to open the same repository
+ * without running the KDF again. Structured-cloneable (the clone is a plain `UnlockedKeysData`); printing or
+ * JSON-encoding this object shows no key bytes. Never write it anywhere.
+ */
+export class UnlockedKeys implements UnlockedKeysData {
+  constructor(
+    readonly repositoryId: string,
+    readonly keys: Uint8Array,
+  ) {}
+
+  toJSON(): string {
+    return '[repository keys]';
+  }
+
+  toString(): string {
+    return '[repository keys]';
+  }
+
+  [inspect.custom](): string {
+    return '[repository keys]';
+  }
 }
 
 /** Where a repository is: a folder path, `s3://BUCKET/PREFIX` (with RuntimeOptions.s3), or a ready storage. */
@@ -148,6 +189,16 @@ function storageFor(where: RepositoryTarget, runtime: RuntimeOptions): ObjectSto
 /** How a storage is named in messages and compared (`Repository.dir`): the folder path, or its description. */
 function nameOf(storage: ObjectStorage): string {
   return storage instanceof FsStorage ? storage.root : storage.description;
+}
+
+/** The master keys of `unlocked`, checked to belong to the repository `repositoryId`. */
+function keysFromUnlocked(unlocked: UnlockedKeysData, repositoryId: string): RepositoryKeys {
+  const { keys } = unlocked;
+  if (unlocked.repositoryId !== repositoryId) {
+    throw new InvalidOptionError(`the unlocked keys belong to repository ${String(unlocked.repositoryId)}, not ${repositoryId}`);
+  }
+  if (!(keys instanceof Uint8Array) || keys.length !== 2 * KEY_BYTES) throw new InvalidOptionError(`the unlocked keys must be ${2 * KEY_BYTES} bytes`);
+  return new RepositoryKeys(Buffer.from(keys.buffer, keys.byteOffset, KEY_BYTES), Buffer.from(keys.buffer, keys.byteOffset + KEY_BYTES, KEY_BYTES));
 }
 
 function checkMeta(meta: unknown, what: string): Record<string, unknown> {
@@ -230,7 +281,11 @@ export class Repository {
         const root = storage.root;
         await fs.mkdir(root, { recursive: true });
         if ((await fs.readdir(root)).length > 0) throw new RepositoryNotEmptyError(root);
-        await fs.mkdir(path.join(root, CHUNKS_DIR));
+        // Creating the chunks folder is what claims the location: of several callers that all found it empty,
+        // exactly one succeeds here and writes the config; the others see a non-empty location.
+        await fs.mkdir(path.join(root, CHUNKS_DIR)).catch((err: unknown) => {
+          throw (err as NodeJS.ErrnoException).code === 'EEXIST' ? new RepositoryNotEmptyError(root) : err;
+        });
         await fs.mkdir(path.join(root, POINTS_DIR));
         await fsyncDir(root);
       } else if ((await storage.list('')).length > 0) {
@@ -257,6 +312,7 @@ export class Repository {
       if (!data) throw new RepositoryNotFoundError(nameOf(storage));
       const config = parseConfig(data.toString('utf8'), `repository config ${where}`);
       if (!config.encryption) return new Repository(storage, config, runtime);
+      if (runtime.unlockedKeys) return new Repository(storage, config, runtime, keysFromUnlocked(runtime.unlockedKeys, config.id));
       if (runtime.passphrase === undefined) throw new PassphraseRequiredError();
       const keys = await unwrapKeys(await Repository.readKeyFile(storage), runtime.passphrase, config.id);
       return new Repository(storage, config, runtime, keys);
@@ -293,6 +349,20 @@ export class Repository {
   /** Whether chunks, indexes and manifests are encrypted. */
   get encrypted(): boolean {
     return this.#keys !== undefined;
+  }
+
+  /**
+   * The master keys, for `RuntimeOptions.unlockedKeys` on another thread of this process (a fresh copy each call);
+   * undefined when not encrypted.
+   */
+  unlockedKeys(): UnlockedKeys | undefined {
+    const keys = this.#keys;
+    if (!keys) return undefined;
+    // A buffer of its own (not a slice of Node's shared pool): cloning it to a worker copies these 64 bytes only.
+    const bytes = new Uint8Array(2 * KEY_BYTES);
+    bytes.set(keys.encKey);
+    bytes.set(keys.idKey, KEY_BYTES);
+    return new UnlockedKeys(this.config.id, bytes);
   }
 
   /** Keys for `purpose` derived from the master keys (libs/repository/src/subkeys.ts); undefined when not encrypted. */

@@ -4,7 +4,7 @@
  * collection on object storage does not rely on refresh (FORMAT.md, "Object storage").
  */
 import { CHUNKS_DIR, CHUNK_FANOUT_CHARS, CHUNK_ID_BYTES } from './constants';
-import type { ChunkStore } from './chunk-store';
+import { BlobData, ChunkStore, wholeBlob } from './chunk-store';
 import { MissingChunkError, RepositoryError } from './errors';
 import type { ObjectStorage } from './storage';
 
@@ -39,13 +39,14 @@ export class StorageChunkStore implements ChunkStore {
     return this.has(id);
   }
 
-  async insert(id: Buffer, blob: Buffer, opts: { overwrite?: boolean } = {}): Promise<{ existed: boolean }> {
+  async insert(id: Buffer, blob: BlobData, opts: { overwrite?: boolean } = {}): Promise<{ existed: boolean }> {
     const key = chunkKey(id);
+    const whole = wholeBlob(blob); // one object, one request
     if (opts.overwrite) {
-      await this.storage.put(key, blob);
+      await this.storage.put(key, whole);
       return { existed: false };
     }
-    return { existed: !(await this.storage.putIfAbsent(key, blob)) };
+    return { existed: !(await this.storage.putIfAbsent(key, whole)) };
   }
 
   /** Nothing to wait for: every put is durable when it returns. */

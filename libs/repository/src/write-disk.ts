@@ -132,10 +132,11 @@ export async function writeDiskChunks(
       // refresh() marks a deduplicated chunk as used now, so a concurrent garbage collection keeps it.
       if (!knownBad && (await deps.store.refresh(id))) return { id, kind: 'dedup' };
       const sealing = deps.encryptionKey ? { key: deps.encryptionKey, id } : undefined;
-      const blob = await deps.codec.encode(data, deps.compressionLevel, sealing);
+      // The blob in parts: a sealed one is written as the worker made it, never joined into one more buffer.
+      const blob = await deps.codec.encodeParts(data, deps.compressionLevel, sealing);
       const { existed } = await deps.store.insert(id, blob, { overwrite: knownBad });
       if (knownBad) await deps.onRepaired?.(hex);
-      return existed ? { id, kind: 'dedup' } : { id, kind: 'new', storedBytes: blob.length };
+      return existed ? { id, kind: 'dedup' } : { id, kind: 'new', storedBytes: blob.reduce((n, b) => n + b.length, 0) };
     })();
     inFlight.set(hex, work);
     try {

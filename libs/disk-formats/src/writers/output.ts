@@ -85,6 +85,64 @@ export class OutputFile {
   }
 }
 
+/**
+ * Positioned writes to one OutputFile kept in flight together (at most `depth`), so the file system copies one
+ * buffer while the caller prepares the next. They may complete in any order; `writtenBefore` says how far
+ * everything is written. The caller keeps each buffer untouched until that point passes it.
+ */
+export class PositionedWrites {
+  private readonly inFlight: { offset: number; done: boolean; error?: unknown; promise: Promise<void> }[] = [];
+
+  constructor(
+    private readonly file: OutputFile,
+    private readonly depth = 4,
+  ) {
+    if (!Number.isSafeInteger(depth) || depth < 1) throw new RangeError(`write depth must be ≥ 1, got ${depth}`);
+  }
+
+  /** Starts writing `data` at `position`, first waiting while `depth` writes are in flight. Throws an earlier write's error. */
+  async write(data: Buffer, position: number): Promise<void> {
+    this.collect();
+    while (this.inFlight.length >= this.depth) {
+      await this.inFlight[0].promise;
+      this.collect();
+    }
+    const entry: (typeof this.inFlight)[number] = { offset: position, done: false, promise: Promise.resolve() };
+    entry.promise = this.file.writeAt(data, position).then(
+      () => void (entry.done = true),
+      (err: unknown) => {
+        entry.done = true;
+        entry.error = err ?? new ImageWriteError('write failed', this.file.target);
+      },
+    );
+    this.inFlight.push(entry);
+  }
+
+  /** Every write started before the one at this position has completed (Infinity: all of them). */
+  get writtenBefore(): number {
+    return this.inFlight.find((e) => !e.done)?.offset ?? Infinity;
+  }
+
+  /** Waits for every write in flight; throws the first error. */
+  async drain(): Promise<void> {
+    await this.settle();
+    this.collect();
+  }
+
+  /** Waits for every write in flight, whatever their outcome (before the buffers may be reused after a failure). */
+  async settle(): Promise<void> {
+    await Promise.all(this.inFlight.map((e) => e.promise));
+  }
+
+  /** Drops completed writes from the front; throws the first failed one. */
+  private collect(): void {
+    while (this.inFlight.length > 0 && this.inFlight[0].done) {
+      const { error } = this.inFlight.shift() as (typeof this.inFlight)[number];
+      if (error !== undefined) throw error;
+    }
+  }
+}
+
 /** The set of files one image write produces. */
 export class AtomicOutput {
   private readonly entries: { target: string; temp: string; keep: boolean; file?: OutputFile }[] = [];

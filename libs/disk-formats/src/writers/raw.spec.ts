@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { BufferDisk, type Disk, type Extent } from '@vmkeep/disk';
-import { writeRaw } from './raw';
+import type { OutputFile } from './output';
+import { copySparse, writeRaw } from './raw';
 
 const CS = 256 * 1024;
 
@@ -55,6 +56,67 @@ describe('writeRaw', () => {
     // Zero chunks and zero 64 KiB units were never written: holes.
     expect(result.bytesWritten).toBe(data.length - 3 * CS - 5 * 64 * 1024);
     expect(statSync(out).blocks * 512).toBeLessThan(data.length - 2 * CS);
+  });
+
+  it('keeps several writes in flight and gives a buffer back only once its write has completed', async () => {
+    const { data, source, released } = chunkedSource('dddddddd', true);
+    const started: { position: number; data: Buffer; finish(err?: Error): void }[] = [];
+    const file = {
+      target: 'controlled.raw',
+      truncate: async () => undefined,
+      writeAt: (chunk: Buffer, position: number) =>
+        new Promise<void>((resolve, reject) => started.push({ position, data: Buffer.from(chunk), finish: (err) => (err ? reject(err) : resolve()) })),
+    } as unknown as OutputFile;
+    const tick = () => new Promise((r) => setTimeout(r, 5));
+    const copy = copySparse(source, file, {});
+    let done = false;
+    void copy.then(() => (done = true));
+    await tick();
+    // Each chunk is two pieces (around its zero 64 KiB unit): chunks 0 and 1 are being written at once.
+    expect(started.map((w) => w.position / CS)).toEqual([0, 0.5, 1, 1.5]);
+    expect(released).toHaveLength(0);
+    started[2].finish(); // a later write completing first gives nothing back
+    await tick();
+    expect(released).toHaveLength(0);
+    started[0].finish(); // chunk 0's second piece is still being written
+    await tick();
+    expect(released).toHaveLength(0);
+    started[1].finish(); // now chunk 0 is written entirely
+    await tick();
+    expect(released).toHaveLength(1);
+    while (!done) {
+      for (const w of started) w.finish();
+      await tick();
+    }
+    expect(released).toHaveLength(8);
+    // Every piece written is what the source holds there (a buffer reused too early would have read 0xaa).
+    for (const w of started) expect(w.data.equals(data.subarray(w.position, w.position + w.data.length))).toBe(true);
+  });
+
+  it('after a failed write, gives buffers back only once the writes in flight have settled', async () => {
+    const { source, released } = chunkedSource('dddddd', true);
+    const started: { finish(err?: Error): void }[] = [];
+    const file = {
+      target: 'controlled.raw',
+      truncate: async () => undefined,
+      writeAt: () => new Promise<void>((resolve, reject) => started.push({ finish: (err) => (err ? reject(err) : resolve()) })),
+    } as unknown as OutputFile;
+    const tick = () => new Promise((r) => setTimeout(r, 5));
+    let failure: unknown;
+    const copy = copySparse(source, file, {}).catch((err: unknown) => (failure = err));
+    await tick();
+    expect(started).toHaveLength(4);
+    started[0].finish(new Error('ENOSPC'));
+    started[1].finish();
+    await tick();
+    // The failure is known, but writes 2 and 3 still read their buffers: nothing of theirs goes back yet.
+    const before = released.length;
+    started[2].finish();
+    started[3].finish();
+    await copy;
+    expect((failure as Error).message).toBe('ENOSPC');
+    expect(before).toBe(0);
+    expect(released.length).toBeGreaterThanOrEqual(2); // every buffer read (chunks 0, 1 and the one read ahead)
   });
 
   it('gives nothing back to a source without release(), and still gives back what it read when the copy fails', async () => {

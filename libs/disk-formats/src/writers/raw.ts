@@ -5,7 +5,7 @@
 import type { Disk } from '@vmkeep/disk';
 import { ImageWriteError } from './errors';
 import type { WriteOptions, WriteResult } from './options';
-import { atomically, OutputFile } from './output';
+import { atomically, OutputFile, PositionedWrites } from './output';
 import { scanData } from './scan';
 
 /** Zero detection granularity of raw output: small enough for useful holes, large enough to be cheap. */
@@ -20,22 +20,31 @@ function readSizeOf(source: Disk): number | undefined {
   return typeof chunkSize === 'number' && Number.isSafeInteger(chunkSize) && chunkSize > 0 && chunkSize % RAW_UNIT === 0 ? chunkSize : undefined;
 }
 
+/** Positioned writes of the raw writer in flight at once (buffers of the source's read size: a chunk each). */
+const WRITES_IN_FLIGHT = 4;
+
 /**
  * Copies the data of `source` into `file` (fresh, empty) as a sparse file of exactly source.size bytes: ranges
  * outside source.extents() are never read and stay holes, as do all-zero 64 KiB units of the data read; the rest
- * is written in place (positioned writes of the buffers read, no copy).
+ * is written in place (positioned writes of the buffers read, no copy, several in flight while the next reads
+ * complete). A buffer goes back to the source only once every write of it has completed.
  */
 export async function copySparse(source: Disk, file: OutputFile, opts: WriteOptions): Promise<void> {
   await file.truncate(source.size);
   const batch = readSizeOf(source);
   // Buffers go back only when each read is one chunk (what the source decodes into), never other sizes.
   const reads = releasingReads(source, batch !== undefined);
+  const writes = new PositionedWrites(file, WRITES_IN_FLIGHT);
   try {
     for await (const piece of scanData(reads.disk, { unit: RAW_UNIT, batch, signal: opts.signal, onProgress: opts.onProgress })) {
-      reads.doneBefore(piece.offset);
-      await file.writeAt(piece.data, piece.offset);
+      await writes.write(piece.data, piece.offset);
+      // Scanned up to this piece, written up to the oldest write in flight: reads ending before both are done.
+      reads.doneBefore(Math.min(piece.offset, writes.writtenBefore));
     }
+    await writes.drain();
   } finally {
+    // No buffer goes back while a write of it may still be reading it, not even after a failure.
+    await writes.settle();
     reads.doneBefore(Infinity);
   }
 }
@@ -47,8 +56,8 @@ interface Releasing {
 
 /**
  * `source` as scanData reads it, remembering each read so that its buffer goes back to the source (when it takes
- * buffers back) as soon as every piece cut from it is written: pieces come in increasing offset order and each is
- * written before the next is asked for, so a piece at `offset` means every read ending at or before it is done.
+ * buffers back) as soon as every piece cut from it is written: pieces come in increasing offset order, so once
+ * the scan and the writes have both passed `offset`, every read ending at or before it is done.
  */
 function releasingReads(source: Disk, enabled: boolean): { disk: Disk; doneBefore(offset: number): void } {
   const release = (source as Partial<Releasing>).release;

@@ -9,7 +9,7 @@ import { BlockCache, BufferFile, DirectoryIndex, MappedFile, RawEntry, Run, Tree
 import { FileSystemError } from '../errors';
 import type { FileHandle, FileStat, FileType } from '../types';
 import {
-  direntBlockCsumOk, dxBlockCsumOk, dxCountOffset, extentBlockCsumOk, groupDescCsumOk, hasDirentTail, inodeCsumOk, inodeSeed,
+  direntBlockCsumOk, dxBlockCsumOk, dxCountOffset, extentBlockCsumOk, groupDescCsumOk, hasDirentTail, inodeCsumOkAt, inodeSeedAt,
 } from './checksum';
 import { INCOMPAT, readSuperblock, Superblock } from './superblock';
 
@@ -44,6 +44,64 @@ export interface Inode {
   csumSeed: number;
 }
 
+/** File systems with more in-use inode slots than this are not preloaded (the table takes 44 bytes per slot). */
+const PRELOAD_MAX_INODES = 4 * 1024 * 1024;
+/** Bytes of inode table per read while preloading, and reads in flight (decoded meanwhile by the repository's workers). */
+const PRELOAD_READ = 1024 * 1024;
+const PRELOAD_IN_FLIGHT = 4;
+
+/**
+ * What `stat` needs of every in-use inode, loaded in bulk (`preloadInodes`). Group g's inodes sit at slots
+ * base[g] … base[g] + used[g] − 1 (base −1: group not loaded); mode 0 = inode not loaded.
+ */
+interface StatTable {
+  base: Float64Array;
+  used: Uint32Array;
+  mode: Uint16Array;
+  links: Uint16Array;
+  uid: Int32Array;
+  gid: Int32Array;
+  size: Float64Array;
+  mtimeMs: Float64Array;
+  atimeMs: Float64Array;
+  ctimeMs: Float64Array;
+}
+
+/** Makes the caller's entry of a live directory entry: its name, inode and where the name's bytes are. */
+type MakeEntry<T> = (name: string, ino: number, data: Buffer, nameAt: number, nameLength: number) => T;
+
+/** The entries of one directory block, and the damage that ended them early (thrown once they are used). */
+interface DirentBlock<T> {
+  entries: T[];
+  error?: FileSystemError;
+}
+
+/** A group descriptor's fields the reader uses. */
+interface GroupDesc {
+  /** First block of the inode table (checked to lie inside the file system). */
+  table: number;
+  /** Inodes at the end of the table never used (only meaningful with `Superblock.itableUnused`). */
+  itableUnused: number;
+}
+
+// Fields of the inode at byte `at` of `buf` (one inode, or an inode table read in bulk).
+const inodeExtra = (buf: Buffer, at: number, inodeSize: number) => (inodeSize > 128 ? buf.readUInt16LE(at + 0x80) : 0);
+const inodeSizeOf = (buf: Buffer, at: number) => buf.readUInt32LE(at + 0x4) + buf.readUInt32LE(at + 0x6c) * 2 ** 32;
+const inodeUid = (buf: Buffer, at: number) => buf.readUInt16LE(at + 0x2) | (buf.readUInt16LE(at + 0x78) << 16);
+const inodeGid = (buf: Buffer, at: number) => buf.readUInt16LE(at + 0x18) | (buf.readUInt16LE(at + 0x7a) << 16);
+
+/** A timestamp in ms: seconds at `base`, with epoch bits and nanoseconds at `extraAt` when the extra space holds them. */
+function inodeTimeMs(buf: Buffer, at: number, extra: number, base: number, extraAt: number): number {
+  let seconds = buf.readInt32LE(at + base);
+  let nanos = 0;
+  if (128 + extra >= extraAt + 4) {
+    const x = buf.readUInt32LE(at + extraAt);
+    seconds += (x & 3) * 2 ** 32;
+    nanos = x >>> 2;
+  }
+  return seconds * 1000 + Math.floor(nanos / 1e6);
+}
+
 const TYPES: Record<number, FileType> = {
   0x1000: 'fifo', 0x2000: 'char-device', 0x4000: 'directory', 0x6000: 'block-device', 0x8000: 'file', 0xa000: 'symlink', 0xc000: 'socket',
 };
@@ -60,6 +118,8 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
   /** Groups whose descriptor checksum was verified. */
   private readonly checkedGroups = new Set<number>();
   private readonly bs: number;
+  /** Set by `preloadInodes`. */
+  private stats?: StatTable;
 
   private constructor(
     private readonly volume: Disk,
@@ -106,6 +166,11 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
 
   /** Block number of the inode table of group `g`. */
   private async inodeTable(g: number): Promise<number> {
+    return (await this.groupDesc(g)).table;
+  }
+
+  /** Group `g`'s descriptor, its checksum verified (metadata_csum) the first time. */
+  private async groupDesc(g: number): Promise<GroupDesc> {
     const { descSize, firstDataBlock, blocksPerGroup, firstMetaBg } = this.sb;
     const perBlock = this.bs / descSize;
     const descBlockIndex = Math.floor(g / perBlock);
@@ -132,7 +197,117 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
     if (table < this.sb.firstDataBlock || table + tableBlocks > this.sb.blocksCount) {
       throw this.error(`group descriptor ${g}`, `inode table at block ${table} is outside the file system`, where + 8);
     }
-    return table;
+    const itableUnused = data.readUInt16LE(at + 0x1c) + (descSize >= 64 ? data.readUInt16LE(at + 0x32) * 0x10000 : 0);
+    return { table, itableUnused };
+  }
+
+  /**
+   * Reads the inode tables in bulk, group by group in inode order (large sequential reads, several in flight, the
+   * never-used tail of each table skipped), and keeps every valid in-use inode's stat fields, so that `readdir`
+   * stats entries without a read per inode. Inodes it could not read or parse (a damaged group descriptor, a
+   * failed read, a bad checksum) are simply not kept: they are read one by one as before, with the same errors.
+   * Only the in-use part of each table is held (44 bytes per inode up to the group's last used one); skipped
+   * (returns 0) above 4 Mi such inodes or when the tables could not fit the volume. Returns the number of inodes
+   * kept. Only `signal` makes it throw.
+   */
+  async preloadInodes(opts: { signal?: AbortSignal } = {}): Promise<number> {
+    const { inodesCount, inodesPerGroup, inodeSize, groupCount } = this.sb;
+    // Real inode tables fit the volume; a damaged superblock claiming more (overlapping tables) is read inode by inode.
+    if (inodesCount * inodeSize > this.volume.size) return 0;
+    // Slots for the in-use part of each group's table only; pieces of whole inodes, cut at multiples of
+    // PRELOAD_READ on the volume (a repository disk then hands out whole decoded chunks without copying them):
+    // [first inode, count, byte offset, first slot].
+    const base = new Float64Array(groupCount).fill(-1);
+    const usedOf = new Uint32Array(groupCount);
+    const pieces: [number, number, number, number][] = [];
+    let slots = 0;
+    for (let g = 0; g < groupCount; g++) {
+      let desc: GroupDesc;
+      try {
+        desc = await this.groupDesc(g);
+      } catch {
+        continue;
+      }
+      const first = g * inodesPerGroup + 1;
+      let used = Math.min(inodesPerGroup, inodesCount - first + 1);
+      if (this.sb.itableUnused) used -= Math.min(used, desc.itableUnused);
+      if (used <= 0) continue;
+      if (slots + used > PRELOAD_MAX_INODES) return 0;
+      base[g] = slots;
+      usedOf[g] = used;
+      const start = desc.table * this.bs;
+      const end = start + used * inodeSize;
+      // inodeSize divides both the block size and PRELOAD_READ (powers of two): every cut falls between inodes.
+      for (let pos = start; pos < end; ) {
+        const next = Math.min(end, (Math.floor(pos / PRELOAD_READ) + 1) * PRELOAD_READ);
+        const skip = (pos - start) / inodeSize;
+        pieces.push([first + skip, (next - pos) / inodeSize, pos, slots + skip]);
+        pos = next;
+      }
+      slots += used;
+    }
+    const t: StatTable = {
+      base, used: usedOf,
+      mode: new Uint16Array(slots), links: new Uint16Array(slots), uid: new Int32Array(slots), gid: new Int32Array(slots),
+      size: new Float64Array(slots), mtimeMs: new Float64Array(slots), atimeMs: new Float64Array(slots), ctimeMs: new Float64Array(slots),
+    };
+    const read = (k: number) => {
+      const [, count, offset] = pieces[k];
+      const p = this.volume.read(offset, count * inodeSize);
+      p.catch(() => undefined);
+      return p;
+    };
+    const inFlight: Promise<Buffer>[] = [];
+    let kept = 0;
+    for (let k = 0; k < pieces.length; k++) {
+      opts.signal?.throwIfAborted();
+      while (inFlight.length < PRELOAD_IN_FLIGHT && k + inFlight.length < pieces.length) inFlight.push(read(k + inFlight.length));
+      const [firstIno, count, offset, firstSlot] = pieces[k];
+      let data: Buffer;
+      try {
+        data = await inFlight.shift()!;
+      } catch {
+        continue;
+      }
+      for (let j = 0; j < count; j++) {
+        const at = j * inodeSize;
+        if (data.readUInt16LE(at) === 0) continue; // free
+        try {
+          this.checkInode(firstIno + j, data, at, offset + at);
+        } catch {
+          continue;
+        }
+        const i = firstSlot + j;
+        const extra = inodeExtra(data, at, inodeSize);
+        t.mode[i] = data.readUInt16LE(at);
+        t.links[i] = data.readUInt16LE(at + 0x1a);
+        t.uid[i] = inodeUid(data, at);
+        t.gid[i] = inodeGid(data, at);
+        t.size[i] = inodeSizeOf(data, at);
+        t.atimeMs[i] = inodeTimeMs(data, at, extra, 0x8, 0x8c);
+        t.ctimeMs[i] = inodeTimeMs(data, at, extra, 0xc, 0x84);
+        t.mtimeMs[i] = inodeTimeMs(data, at, extra, 0x10, 0x88);
+        kept++;
+      }
+    }
+    this.stats = t;
+    return kept;
+  }
+
+  /** @internal The stat of inode `ino` from the preloaded table, or undefined when it was not preloaded. */
+  preloadedStat(ino: number): FileStat | undefined {
+    const t = this.stats;
+    if (!t) return undefined;
+    const g = Math.floor((ino - 1) / this.sb.inodesPerGroup);
+    const k = ino - 1 - g * this.sb.inodesPerGroup;
+    if (!(g >= 0 && g < t.base.length && t.base[g] >= 0 && k < t.used[g])) return undefined;
+    const i = t.base[g] + k;
+    const mode = t.mode[i];
+    if (mode === 0) return undefined;
+    return {
+      type: TYPES[mode & 0xf000] ?? 'unknown', size: t.size[i], mode: mode & 0o7777, uid: t.uid[i], gid: t.gid[i],
+      mtimeMs: t.mtimeMs[i], atimeMs: t.atimeMs[i], ctimeMs: t.ctimeMs[i], nlink: t.links[i], inode: ino,
+    };
   }
 
   async inode(ino: number): Promise<Inode> {
@@ -144,41 +319,45 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
     const blockNo = table + Math.floor(byteInTable / this.bs);
     const data = await this.block(blockNo, `inode ${ino}`);
     const at = byteInTable % this.bs;
-    const raw = data.subarray(at, at + inodeSize);
-    const offset = blockNo * this.bs + at;
-    const csumSeed = this.sb.metadataCsum ? inodeSeed(this.sb.csumSeed, ino, raw) : 0;
-    if (this.sb.metadataCsum && inodeSize > 128 && 128 + raw.readUInt16LE(0x80) > inodeSize) {
-      throw this.error(`inode ${ino}`, `i_extra_isize ${raw.readUInt16LE(0x80)} is too large`, offset + 0x80);
-    }
-    if (this.sb.metadataCsum && !inodeCsumOk(csumSeed, raw)) throw this.error(`inode ${ino}`, 'checksum (crc32c) does not match: the inode is damaged', offset + 0x7c);
-    const mode = raw.readUInt16LE(0);
-    if (mode === 0 || !TYPES[mode & 0xf000]) throw this.error(`inode ${ino}`, `mode 0o${mode.toString(8)} is not a valid file type`, offset);
-    const extra = inodeSize > 128 ? raw.readUInt16LE(0x80) : 0;
-    if (inodeSize > 128 && 128 + extra > inodeSize) throw this.error(`inode ${ino}`, `i_extra_isize ${extra} is too large`, offset + 0x80);
-    const time = (base: number, extraAt: number) => {
-      let seconds = raw.readInt32LE(base);
-      let nanos = 0;
-      if (128 + extra >= extraAt + 4) {
-        const x = raw.readUInt32LE(extraAt);
-        seconds += (x & 3) * 2 ** 32;
-        nanos = x >>> 2;
-      }
-      return seconds * 1000 + Math.floor(nanos / 1e6);
-    };
-    const size = raw.readUInt32LE(0x4) + raw.readUInt32LE(0x6c) * 2 ** 32;
-    if (!Number.isSafeInteger(size)) throw this.error(`inode ${ino}`, 'size is out of range', offset + 0x6c);
+    return this.parseInode(ino, data.subarray(at, at + inodeSize), blockNo * this.bs + at);
+  }
+
+  /** Checks and parses inode `ino` from its `raw` bytes, found at byte `offset` of the volume. */
+  private parseInode(ino: number, raw: Buffer, offset: number): Inode {
+    const csumSeed = this.checkInode(ino, raw, 0, offset);
+    const extra = inodeExtra(raw, 0, this.sb.inodeSize);
     return {
-      ino, offset, mode, size, raw, csumSeed,
-      uid: raw.readUInt16LE(0x2) | (raw.readUInt16LE(0x78) << 16),
-      gid: raw.readUInt16LE(0x18) | (raw.readUInt16LE(0x7a) << 16),
+      ino, offset, raw, csumSeed,
+      mode: raw.readUInt16LE(0),
+      size: inodeSizeOf(raw, 0),
+      uid: inodeUid(raw, 0),
+      gid: inodeGid(raw, 0),
       links: raw.readUInt16LE(0x1a),
       blocks: raw.readUInt32LE(0x1c),
       flags: raw.readUInt32LE(0x20),
       fileAcl: raw.readUInt32LE(0x68),
-      atimeMs: time(0x8, 0x8c),
-      ctimeMs: time(0xc, 0x84),
-      mtimeMs: time(0x10, 0x88),
+      atimeMs: inodeTimeMs(raw, 0, extra, 0x8, 0x8c),
+      ctimeMs: inodeTimeMs(raw, 0, extra, 0xc, 0x84),
+      mtimeMs: inodeTimeMs(raw, 0, extra, 0x10, 0x88),
     };
+  }
+
+  /**
+   * Checks the inode `ino` at byte `at` of `buf` (at byte `offset` of the volume): extra size, checksum
+   * (metadata_csum), file type and size. Returns the seed of its block checksums; throws a FileSystemError.
+   */
+  private checkInode(ino: number, buf: Buffer, at: number, offset: number): number {
+    const { inodeSize, metadataCsum } = this.sb;
+    const csumSeed = metadataCsum ? inodeSeedAt(this.sb.csumSeed, ino, buf, at) : 0;
+    const extra = inodeExtra(buf, at, inodeSize);
+    const extraTooLarge = () => this.error(`inode ${ino}`, `i_extra_isize ${extra} is too large`, offset + 0x80);
+    if (metadataCsum && inodeSize > 128 && 128 + extra > inodeSize) throw extraTooLarge();
+    if (metadataCsum && !inodeCsumOkAt(csumSeed, buf, at, inodeSize)) throw this.error(`inode ${ino}`, 'checksum (crc32c) does not match: the inode is damaged', offset + 0x7c);
+    const mode = buf.readUInt16LE(at);
+    if (mode === 0 || !TYPES[mode & 0xf000]) throw this.error(`inode ${ino}`, `mode 0o${mode.toString(8)} is not a valid file type`, offset);
+    if (inodeSize > 128 && 128 + extra > inodeSize) throw extraTooLarge();
+    if (!Number.isSafeInteger(inodeSizeOf(buf, at))) throw this.error(`inode ${ino}`, 'size is out of range', offset + 0x6c);
+    return csumSeed;
   }
 
   protected root(): Promise<Inode> {
@@ -305,27 +484,31 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
   }
 
   protected async *entries(dir: Inode): AsyncIterable<RawEntry<Inode>> {
-    for await (const entry of this.dirents(dir)) {
-      if (entry.name === '.' || entry.name === '..') continue;
-      const ino = entry.ino;
-      yield { name: entry.name, load: () => this.inode(ino) };
+    for await (const block of this.direntBlocks(dir, (name, ino) => new ExtEntry(this, name, ino))) {
+      for (const entry of block.entries) {
+        if (entry.name !== '.' && entry.name !== '..') yield entry;
+      }
+      if (block.error) throw block.error;
     }
   }
 
-  /** Every live entry of a directory, in on-disk order. */
-  private async *dirents(dir: Inode): AsyncIterable<{ name: string; raw: Buffer; ino: number }> {
+  /** The live entries of a directory in on-disk order, a block at a time, each made by `make`. */
+  private async *direntBlocks<T>(dir: Inode, make: MakeEntry<T>): AsyncIterable<DirentBlock<T>> {
     if (dir.flags & FLAG_INLINE) {
       const data = this.inlineData(dir);
       // The first 4 bytes hold the parent's inode number; entries follow in i_block and in system.data.
-      yield* this.parseBlock(dir, data.subarray(4, Math.min(60, data.length)), dir.offset + 0x2c);
-      if (data.length > 60) yield* this.parseBlock(dir, data.subarray(60), dir.offset);
+      const first = this.parseBlock(dir, data.subarray(4, Math.min(60, data.length)), dir.offset + 0x2c, make);
+      yield first;
+      if (!first.error && data.length > 60) yield this.parseBlock(dir, data.subarray(60), dir.offset, make);
       return;
     }
     const file = new MappedFile(this.volume, this.type, dir.size, await this.runs(dir));
     for (let block = 0; block * this.bs < dir.size; block++) {
       const data = await file.read(block * this.bs, Math.min(this.bs, dir.size - block * this.bs));
       if (this.sb.metadataCsum && data.length === this.bs) this.checkDirBlock(dir, data, block);
-      yield* this.parseBlock(dir, data, block * this.bs);
+      const parsed = this.parseBlock(dir, data, block * this.bs, make);
+      yield parsed;
+      if (parsed.error) return;
     }
   }
 
@@ -344,9 +527,11 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
     if (!dxBlockCsumOk(dir.csumSeed, data, countOffset)) throw this.error(where, 'checksum (crc32c) of the htree index block does not match: it is damaged');
   }
 
-  private *parseBlock(dir: Inode, data: Buffer, at: number): Iterable<{ name: string; raw: Buffer; ino: number }> {
+  /** The entries of one directory block; damage ends the list early and is returned as `error`. */
+  private parseBlock<T>(dir: Inode, data: Buffer, at: number, make: MakeEntry<T>): DirentBlock<T> {
     const hasType = (this.sb.incompat & INCOMPAT.filetype) !== 0;
     const where = `directory ${dir.ino} entry`;
+    const entries: T[] = [];
     let pos = 0;
     while (pos + 8 <= data.length) {
       const ino = data.readUInt32LE(pos);
@@ -354,23 +539,27 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
       if (this.bs >= 65536 && (recLen === 65535 || recLen === 0)) recLen = this.bs;
       const nameLen = hasType ? data[pos + 6] : data.readUInt16LE(pos + 6);
       if (recLen < 8 || recLen % 4 !== 0 || pos + recLen > data.length || 8 + nameLen > recLen) {
-        throw this.error(where, `record length ${recLen} (name length ${nameLen}) is invalid`, at + pos + 4);
+        return { entries, error: this.error(where, `record length ${recLen} (name length ${nameLen}) is invalid`, at + pos + 4) };
       }
       if (ino !== 0 && nameLen > 0) {
-        if (ino > this.sb.inodesCount) throw this.error(where, `inode number ${ino} is out of range`, at + pos);
-        const raw = data.subarray(pos + 8, pos + 8 + nameLen);
-        yield { name: raw.toString('utf8'), raw, ino };
+        if (ino > this.sb.inodesCount) return { entries, error: this.error(where, `inode number ${ino} is out of range`, at + pos) };
+        entries.push(make(data.toString('utf8', pos + 8, pos + 8 + nameLen), ino, data, pos + 8, nameLen));
       }
       pos += recLen;
     }
-    if (pos !== data.length && data.length - pos >= 8) throw this.error(where, 'entries do not fill the block', at + pos);
+    if (pos !== data.length && data.length - pos >= 8) return { entries, error: this.error(where, 'entries do not fill the block', at + pos) };
+    return { entries };
   }
 
   protected async lookup(dir: Inode, name: string): Promise<Inode | undefined> {
     // Names are keyed by their raw bytes (latin1 maps bytes 1:1), so names that are not valid UTF-8 stay distinct.
     const ino = await this.dirIndex.lookup(dir.ino, Buffer.from(name, 'utf8').toString('latin1'), async function* (this: ExtFileSystem) {
-      for await (const entry of this.dirents(dir)) {
-        if (entry.name !== '.' && entry.name !== '..') yield [entry.raw.toString('latin1'), entry.ino] as [string, number];
+      const keyed: MakeEntry<[string, number]> = (_name, ino, data, start, length) => [data.toString('latin1', start, start + length), ino];
+      for await (const block of this.direntBlocks(dir, keyed)) {
+        for (const entry of block.entries) {
+          if (entry[0] !== '.' && entry[0] !== '..') yield entry; // "." and ".." are the same bytes in latin1
+        }
+        if (block.error) throw block.error;
       }
     }.bind(this));
     return ino === undefined ? undefined : this.inode(ino);
@@ -390,6 +579,23 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
   protected async openNode(node: Inode): Promise<FileHandle> {
     if (node.flags & FLAG_INLINE) return new BufferFile(Buffer.from(this.inlineData(node)), this.type);
     return new MappedFile(this.volume, this.type, node.size, await this.runs(node));
+  }
+}
+
+/** A directory entry of a listing: one object per entry (no closures), its stat from the preloaded table when there. */
+class ExtEntry implements RawEntry<Inode> {
+  constructor(
+    private readonly fs: ExtFileSystem,
+    readonly name: string,
+    private readonly ino: number,
+  ) {}
+
+  load(): Promise<Inode> {
+    return this.fs.inode(this.ino);
+  }
+
+  stat(): FileStat | undefined {
+    return this.fs.preloadedStat(this.ino);
   }
 }
 

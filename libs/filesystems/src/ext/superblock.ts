@@ -18,6 +18,7 @@ const INCOMPAT_EXT3 = INCOMPAT.filetype | INCOMPAT.recover | INCOMPAT.metaBg;
 const RO_COMPAT_EXT3 = 0x1 | 0x2 | 0x4;
 const RO_COMPAT_SPARSE_SUPER = 0x1;
 const RO_COMPAT_METADATA_CSUM = 0x400;
+const RO_COMPAT_GDT_CSUM = 0x10;
 const COMPAT_HAS_JOURNAL = 0x4;
 
 export interface Superblock {
@@ -36,6 +37,8 @@ export interface Superblock {
   sparseSuper: boolean;
   /** metadata_csum: group descriptors, inodes, extent and directory blocks carry CRC-32C checksums (checksum.ts). */
   metadataCsum: boolean;
+  /** gdt_csum or metadata_csum: bg_itable_unused counts the never-used inodes at the end of each group's table. */
+  itableUnused: boolean;
   /** Seed of those checksums (0 without metadata_csum). */
   csumSeed: number;
   label: string;
@@ -96,7 +99,7 @@ export async function readSuperblock(volume: Disk): Promise<Superblock> {
   return {
     type, blockSize, blocksCount, inodesCount, firstDataBlock, blocksPerGroup, inodesPerGroup, inodeSize, groupCount, descSize,
     firstMetaBg: sb.readUInt32LE(0x104), incompat, sparseSuper: (roCompat & RO_COMPAT_SPARSE_SUPER) !== 0,
-    metadataCsum, csumSeed: metadataCsum ? checksumSeed(sb, (incompat & INCOMPAT.csumSeed) !== 0) : 0,
+    metadataCsum, itableUnused: metadataCsum || (roCompat & RO_COMPAT_GDT_CSUM) !== 0, csumSeed: metadataCsum ? checksumSeed(sb, (incompat & INCOMPAT.csumSeed) !== 0) : 0,
     label: cString(sb, 0x78, 16), uuid: uuidText(sb, 0x68), dirty, warnings,
   };
 }

@@ -108,6 +108,26 @@ describe('exportDisk', () => {
     expect(new Set(holes.map((p) => p.buffer)).size).toBe(1);
   });
 
+  it('raw: takes back the buffers its reads returned (each once, through the disk), never the shared zeros', async () => {
+    const base = chunkedDisk(6 * MiB, [0, 3, 5]);
+    const released: Buffer[] = [];
+    const disk = { ...base, chunkSize: MiB, release: (b: Buffer) => released.push(b) };
+    const exp = await exportDisk(disk, 'raw');
+    const copies: Buffer[] = [];
+    for await (const chunk of exp.chunks) {
+      copies.push(Buffer.from(chunk));
+      exp.release?.(chunk);
+      exp.release?.(chunk); // a second release of the same buffer is ignored
+    }
+    expect(Buffer.concat(copies).equals(base.data)).toBe(true);
+    expect(released).toHaveLength(3);
+    expect(released.every((b) => b.length === MiB && b.some((x) => x !== 0))).toBe(true);
+    exp.release?.(Buffer.alloc(MiB)); // not one of its buffers
+    expect(released).toHaveLength(3);
+    // A disk without release: nothing to give back.
+    expect((await exportDisk(chunkedDisk(MiB, [0]), 'raw')).release).toBeUndefined();
+  });
+
   it('picks 1 MiB VHDX blocks unless the block table would grow past 2 Mi entries', () => {
     expect(vhdxExportBlockSize(10 * MiB)).toBe(MiB);
     expect(vhdxExportBlockSize(2 * 2 ** 40)).toBe(MiB);

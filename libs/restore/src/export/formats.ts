@@ -45,4 +45,11 @@ export interface ExportStream {
   length?: number;
   contentType: string;
   extension: string;
+  /**
+   * Takes back a buffer `chunks` yielded once the consumer is done with it (e.g. from the callback of the write
+   * that sent it): its memory is reused for the next reads at once instead of being left to the garbage
+   * collector. Optional on both sides (raw exports of a restore point have it); buffers it does not know are
+   * ignored. The buffer and every view of it must not be touched afterwards.
+   */
+  release?(chunk: Buffer): void;
 }

@@ -120,6 +120,12 @@ export function sortedSlice<T>(all: T[], cmp: (a: T, b: T) => number, offset: nu
   return best.slice(offset);
 }
 
+/**
+ * What the callers of a browse session use: `FileBrowser` (in this thread) and `ThreadedFileBrowser` (a worker
+ * thread holds the file systems) both provide it.
+ */
+export type BrowseView = Pick<FileBrowser, 'volumes' | 'fileSystem' | 'list' | 'stat' | 'readlink' | 'close'>;
+
 export class FileBrowser {
   private constructor(
     private readonly disks: Disk[],

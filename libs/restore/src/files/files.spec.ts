@@ -143,4 +143,59 @@ describe('BrowseSessions', () => {
     expect(calls).toBe(2);
     await sessions.shutdown();
   });
+
+  it('waits for a free session when all are in use, and closes the longest-idle one for a new point', async () => {
+    const closed: string[] = [];
+    const sessions = new BrowseSessions({
+      maxSessions: 1,
+      open: async (id) => ({ close: async () => void closed.push(id) }) as unknown as FileBrowser,
+    });
+    try {
+      let release!: () => void;
+      const busy = sessions.use('p1', () => new Promise<void>((r) => (release = r)));
+      let second = false;
+      const waiting = sessions.use('p2', async () => void (second = true));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(second).toBe(false);
+      expect(sessions.size).toBe(1);
+      release();
+      await Promise.all([busy, waiting]);
+      expect(second).toBe(true);
+      expect(closed).toEqual(['p1']);
+      expect(sessions.size).toBe(1);
+    } finally {
+      await sessions.shutdown();
+    }
+  });
+
+  it('drops a session whose browser failed and opens a new one for the next request', async () => {
+    let opened = 0;
+    let closed = 0;
+    const browsers: { failure: Error | null }[] = [];
+    const sessions = new BrowseSessions({
+      open: async () => {
+        opened++;
+        const b = { failure: null as Error | null, close: async () => void closed++ };
+        browsers.push(b);
+        return b as unknown as FileBrowser;
+      },
+    });
+    try {
+      await expect(
+        sessions.use('p', async () => {
+          browsers[0].failure = new Error('thread stopped');
+          throw browsers[0].failure;
+        }),
+      ).rejects.toThrow('thread stopped');
+      expect(sessions.size).toBe(0);
+      expect(closed).toBe(1);
+      await sessions.use('p', async () => undefined);
+      expect(opened).toBe(2);
+      browsers[1].failure = new Error('crashed while idle');
+      await sessions.use('p', async () => undefined);
+      expect(opened).toBe(3);
+    } finally {
+      await sessions.shutdown();
+    }
+  });
 });

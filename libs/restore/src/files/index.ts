@@ -10,3 +10,6 @@ export type { UntarResult } from './untar';
 export * from './files.service';
 export * from './files.module';
 export * from './guest-restore';
+export { ThreadedFileBrowser, BrowseWorkerError } from './threaded-browser';
+export type { ThreadedBrowserOptions } from './threaded-browser';
+export type { BrowseRepositoryOpening, BrowseWorkerData } from './thread-protocol';
