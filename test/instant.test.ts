@@ -107,7 +107,7 @@ describe('instant restore through the API and CLI', () => {
     expect(backup.code).toBe(0);
     pointId = /restore point ([0-9a-f-]{36})/.exec(backup.stdout)![1];
 
-    const start = await cli(['restore', 'instant', pointId, '--writable']);
+    const start = await cli(['restore', 'instant', pointId, '--writable', '--hydrate']);
     expect(start).toMatchObject({ code: 0, stderr: '' });
     const url = start.stdout.split('\n')[0];
     expect(url).toMatch(new RegExp(`^nbd://127\\.0\\.0\\.1:${nbdPort}/[A-Za-z0-9_-]{32}$`));
@@ -116,6 +116,15 @@ describe('instant restore through the API and CLI', () => {
     const serial = await bootAndWaitForMarker(url);
     expect(serial).toContain(MARKER);
     await execFileP('qemu-io', ['-f', 'raw', '-c', `write -P 0x66 ${3 * MiB} 65536`, url]);
+
+    // --hydrate: the whole point ends up in the session's scratch cache, decoded once, while the VM runs.
+    let cache: { hydration: string; dataBlocks: number; cachedBlocks: number } | undefined;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+      cache = (JSON.parse((await cli(['restore', 'instant-list', '--json'])).stdout) as (SessionView & { cache?: typeof cache })[])[0].cache;
+      if (cache?.hydration === 'done') break;
+    }
+    expect(cache).toMatchObject({ hydration: 'done', cachedBlocks: cache!.dataBlocks });
+    expect(cache!.dataBlocks).toBeGreaterThan(0);
 
     const list = JSON.parse((await cli(['restore', 'instant-list', '--json'])).stdout) as SessionView[];
     expect(list).toEqual([expect.objectContaining({ id: sessionId, pointId, diskKey: 'disk-2000', writable: true, url })]);

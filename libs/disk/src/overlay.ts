@@ -194,7 +194,8 @@ export class OverlayDisk implements WritableDisk {
       } else {
         const n = Math.min(blockStart + blockLen, end) - pos;
         if (this.state[block] !== DATA) {
-          const merged = this.state[block] === BASE ? await this.base.read(blockStart, blockLen) : Buffer.alloc(blockLen);
+          // A copy: the base may hand out views of memory it keeps (a read cache), which must never see the write.
+          const merged = this.state[block] === BASE ? Buffer.from(await this.base.read(blockStart, blockLen)) : Buffer.alloc(blockLen);
           data.copy(merged, pos - blockStart, pos - offset, pos - offset + n);
           await this.writeFile(merged, blockStart);
           this.state[block] = DATA;

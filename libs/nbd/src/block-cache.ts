@@ -75,9 +75,14 @@ export class BlockCache implements Disk {
     this.loading.clear();
   }
 
+  /**
+   * Loads the missing blocks of [from, from + readAheadBlocks), highest first: a source with its own read-ahead for
+   * one sequential reader (PointDisk) then does not take these loads for one and guess further ahead, which is
+   * wasted when several streams interleave (measured: 1.8 chunk decodes per chunk with nbdcopy's four streams).
+   */
   private prefetch(from: number): void {
     const count = Math.ceil(this.disk.size / this.blockSize);
-    for (let b = from; b < Math.min(count, from + this.readAheadBlocks); b++) {
+    for (let b = Math.min(count, from + this.readAheadBlocks) - 1; b >= from; b--) {
       if (!this.blocks.has(b)) this.block(b).catch(() => undefined);
     }
   }

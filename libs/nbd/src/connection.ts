@@ -73,6 +73,14 @@ export class Connection {
   private entry?: ExportEntry;
   private readonly inFlight = new Set<Promise<void>>();
   private inFlightBytes = 0;
+  /** Resolves the request loop's wait for a free slot (one waiter at most: the loop). */
+  private slotFreed?: () => void;
+  /** Replies written in this tick are corked and leave in one writev when the tick ends. */
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   constructor(
     private readonly socket: Socket,
@@ -288,13 +296,13 @@ export class Connection {
 
   private async transmission(entry: ExportEntry): Promise<void> {
     for (;;) {
-      const head = await this.reader.read(REQUEST_HEADER_BYTES);
+      const head = this.reader.tryRead(REQUEST_HEADER_BYTES) ?? (await this.reader.read(REQUEST_HEADER_BYTES));
       if (head.readUInt32BE(0) !== REQUEST_MAGIC) throw new ProtocolViolation('bad request magic');
       const req: Request = {
         flags: head.readUInt16BE(4),
         type: head.readUInt16BE(6),
         cookie: head.subarray(8, 16),
-        offset: Number(head.readBigUInt64BE(16)),
+        offset: head.readUInt32BE(16) * 0x1_0000_0000 + head.readUInt32BE(20),
         length: head.readUInt32BE(24),
       };
       let payload: Buffer | undefined;
@@ -315,7 +323,7 @@ export class Connection {
       // Bounded memory per client: few requests and bytes in flight, and no reading ahead of a slow reader.
       const bytes = req.type === CMD.READ || req.type === CMD.WRITE ? Math.min(req.length, this.host.maxRequestBytes) : 0;
       while (this.inFlight.size >= MAX_IN_FLIGHT || (this.inFlight.size > 0 && this.inFlightBytes + bytes > MAX_IN_FLIGHT_BYTES)) {
-        await Promise.race(this.inFlight);
+        await new Promise<void>((resolve) => (this.slotFreed = resolve));
       }
       if (this.socket.writableLength > MAX_IN_FLIGHT_BYTES) await this.drained();
       this.inFlightBytes += bytes;
@@ -326,6 +334,9 @@ export class Connection {
       const tracked: Promise<void> = job.finally(() => {
         this.inFlight.delete(tracked);
         this.inFlightBytes -= bytes;
+        const freed = this.slotFreed;
+        this.slotFreed = undefined;
+        freed?.();
       });
       this.inFlight.add(tracked);
     }
@@ -380,32 +391,38 @@ export class Connection {
     const data = req.length ? await entry.disk.read(req.offset, req.length) : Buffer.alloc(0);
     if (this.socket.destroyed) return;
     if (!this.structured) {
-      this.socket.cork();
-      this.socket.write(simpleHeader(req, 0));
-      this.socket.write(data);
-      this.socket.uncork();
+      this.send(simpleHeader(req, 0));
+      this.send(data);
       return;
     }
     const pieces =
       req.flags & CMD_FLAG.DF || req.length === 0
         ? [{ offset: req.offset, length: req.length, hole: false }]
         : piecesOf(await this.host.extentsOf(entry), req.offset, req.length);
-    this.socket.cork();
     pieces.forEach((p, i) => {
       const flags = i === pieces.length - 1 ? REPLY_FLAG_DONE : 0;
+      // Chunk header and the 8-byte offset in one buffer; OFFSET_HOLE adds the 4-byte length.
+      const head = chunkHeader(req, flags, p.hole ? REPLY_TYPE.OFFSET_HOLE : REPLY_TYPE.OFFSET_DATA, p.hole ? 12 : 8 + p.length, p.hole ? 12 : 8);
+      head.writeUInt32BE(Math.floor(p.offset / 0x1_0000_0000), 20);
+      head.writeUInt32BE(p.offset % 0x1_0000_0000, 24);
       if (p.hole) {
-        const body = Buffer.alloc(12);
-        body.writeBigUInt64BE(BigInt(p.offset), 0);
-        body.writeUInt32BE(p.length, 8);
-        this.socket.write(Buffer.concat([chunkHeader(req, flags, REPLY_TYPE.OFFSET_HOLE, 12), body]));
+        head.writeUInt32BE(p.length, 28);
+        this.send(head);
       } else {
-        const off = Buffer.alloc(8);
-        off.writeBigUInt64BE(BigInt(p.offset), 0);
-        this.socket.write(Buffer.concat([chunkHeader(req, flags, REPLY_TYPE.OFFSET_DATA, 8 + p.length), off]));
-        this.socket.write(data.subarray(p.offset - req.offset, p.offset - req.offset + p.length));
+        this.send(head);
+        this.send(data.subarray(p.offset - req.offset, p.offset - req.offset + p.length));
       }
     });
-    this.socket.uncork();
+  }
+
+  /** Writes part of a reply; everything sent in one tick leaves together (cork until the tick ends). */
+  private send(buffer: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.write(buffer);
   }
 
   private async blockStatus(entry: ExportEntry, req: Request): Promise<void> {
@@ -422,19 +439,19 @@ export class Connection {
       body.writeUInt32BE(p.hole ? STATE_HOLE | STATE_ZERO : 0, 8 + 8 * i);
     });
     if (this.socket.destroyed) return;
-    this.socket.write(Buffer.concat([chunkHeader(req, REPLY_FLAG_DONE, REPLY_TYPE.BLOCK_STATUS, body.length), body]));
+    this.send(Buffer.concat([chunkHeader(req, REPLY_FLAG_DONE, REPLY_TYPE.BLOCK_STATUS, body.length), body]));
   }
 
   private ok(req: Request): void {
     if (this.socket.destroyed) return;
-    if (this.structured) this.socket.write(chunkHeader(req, REPLY_FLAG_DONE, REPLY_TYPE.NONE, 0));
-    else this.socket.write(simpleHeader(req, 0));
+    if (this.structured) this.send(chunkHeader(req, REPLY_FLAG_DONE, REPLY_TYPE.NONE, 0));
+    else this.send(simpleHeader(req, 0));
   }
 
   private error(req: Request, errno: number, message: string): void {
     if (this.socket.destroyed) return;
     if (!this.structured) {
-      this.socket.write(simpleHeader(req, errno));
+      this.send(simpleHeader(req, errno));
       return;
     }
     const text = Buffer.from(message.slice(0, 1024), 'utf8');
@@ -442,7 +459,7 @@ export class Connection {
     body.writeUInt32BE(errno, 0);
     body.writeUInt16BE(text.length, 4);
     text.copy(body, 6);
-    this.socket.write(Buffer.concat([chunkHeader(req, REPLY_FLAG_DONE, REPLY_TYPE.ERROR, body.length), body]));
+    this.send(Buffer.concat([chunkHeader(req, REPLY_FLAG_DONE, REPLY_TYPE.ERROR, body.length), body]));
   }
 }
 
@@ -468,8 +485,9 @@ function simpleHeader(req: Request, errno: number): Buffer {
   return b;
 }
 
-function chunkHeader(req: Request, flags: number, type: number, length: number): Buffer {
-  const b = Buffer.alloc(20);
+/** A structured reply chunk header (20 bytes), plus `extra` zeroed bytes of payload the caller fills in. */
+function chunkHeader(req: Request, flags: number, type: number, length: number, extra = 0): Buffer {
+  const b = Buffer.alloc(20 + extra);
   b.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
   b.writeUInt16BE(flags, 4);
   b.writeUInt16BE(type, 6);

@@ -43,6 +43,12 @@ export class SocketReader {
     });
   }
 
+  /** Exactly n bytes if they are buffered already (no promise, no waiting), else undefined. */
+  tryRead(n: number): Buffer | undefined {
+    if (this.waiter || this.buffered < n) return undefined;
+    return this.take(n);
+  }
+
   private serve(): void {
     const w = this.waiter;
     if (!w) return;

@@ -19,7 +19,7 @@ export class InstantSessionsController {
   @Post()
   @ApiCreatedResponse({ type: InstantSessionDto })
   async start(@CurrentUser() user: AuthUser, @Body() body: StartInstantSessionDto): Promise<InstantSessionDto> {
-    const session = await this.sessions.start(body.pointId, body.diskKey, { writable: body.writable, ttlMinutes: body.ttlMinutes });
+    const session = await this.sessions.start(body.pointId, body.diskKey, { writable: body.writable, ttlMinutes: body.ttlMinutes, hydrate: body.hydrate });
     await this.audit.record(user, 'instant.start', session.id, { pointId: session.pointId, diskKey: session.diskKey, writable: session.writable });
     return session;
   }

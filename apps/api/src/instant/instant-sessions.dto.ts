@@ -18,6 +18,14 @@ export class StartInstantSessionDto {
   @IsBoolean()
   writable?: boolean;
 
+  @ApiPropertyOptional({
+    default: false,
+    description: "Decode the whole point into the session's scratch cache in the background (client reads go first), so later reads and migration come from local disk",
+  })
+  @IsOptional()
+  @IsBoolean()
+  hydrate?: boolean;
+
   @ApiPropertyOptional({ default: 60, minimum: 1, maximum: MAX_TTL_MINUTES, description: 'Lifetime; the session closes (discarding writes) after it' })
   @IsOptional()
   @IsInt()

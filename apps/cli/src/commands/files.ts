@@ -11,21 +11,19 @@ import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import type { Disk } from '@vmkeep/disk';
 import type { Repository } from '@vmkeep/repository';
-import {
-  FileBrowser,
-  baseName,
-  normalizeGuestPath,
-  readFileRange,
-  tarStream,
-  translate,
-  untar,
-  type DirPage,
-  type VolumeView,
-} from '@vmkeep/restore';
+import type { DirPage, FileBrowser, VolumeView } from '@vmkeep/restore';
 import { CliContext, CliError } from '../context';
 import { bytes, table } from '../format';
 import { resolveVm } from '../resources';
 import type { Runner } from '../program';
+
+type RestoreLib = typeof import('@vmkeep/restore');
+
+/**
+ * @vmkeep/restore (file system readers, archive writers, its Nest modules) is loaded by the commands that need it
+ * only: every other command starts faster and smaller without it (a backup's peak memory included).
+ */
+const restoreLib = (): Promise<RestoreLib> => import('@vmkeep/restore');
 
 /** What `ls` and `get` need, from the API or from a local browser. */
 interface FilesSource {
@@ -50,7 +48,7 @@ function apiSource(ctx: CliContext, point: string): FilesSource {
   };
 }
 
-function localSource(browser: FileBrowser): FilesSource {
+function localSource(browser: FileBrowser, { readFileRange, translate, normalizeGuestPath, tarStream, baseName }: RestoreLib): FilesSource {
   return {
     volumes: async () => browser.volumes,
     list: (vol, p, offset) => browser.list(vol, p, { offset, limit: 1000, sort: 'name' }),
@@ -98,6 +96,7 @@ function volumesTable(volumes: VolumeView[]): string {
 }
 
 async function ls(ctx: CliContext, source: FilesSource, volume: string | undefined, guestPath: string | undefined): Promise<void> {
+  const { normalizeGuestPath } = await restoreLib();
   const given = parseVolume(volume);
   if (given === undefined && guestPath === undefined) {
     const volumes = await source.volumes();
@@ -135,6 +134,7 @@ async function writeFile(body: AsyncIterable<Buffer>, file: string): Promise<voi
 }
 
 async function get(ctx: CliContext, source: FilesSource, volume: string | undefined, guestPath: string, output: string): Promise<void> {
+  const { untar, normalizeGuestPath, baseName } = await restoreLib();
   const vol = await pickVolume(source, parseVolume(volume));
   const st = await source.stat(vol, guestPath);
   if (st.type === 'directory') {
@@ -240,9 +240,10 @@ async function withBrowser<T>(repo: Repository, point: string, work: (source: Fi
   const disks: { key: string; disk: Disk }[] = [];
   let browser: FileBrowser | undefined;
   try {
+    const lib = await restoreLib();
     for (const d of manifest.disks) disks.push({ key: d.key, disk: await repo.openDisk(point, d.key) });
-    browser = await FileBrowser.open(disks);
-    return await work(localSource(browser));
+    browser = await lib.FileBrowser.open(disks);
+    return await work(localSource(browser, lib));
   } finally {
     await Promise.allSettled(disks.map((d) => d.disk.close()));
   }

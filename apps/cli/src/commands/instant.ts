@@ -39,15 +39,17 @@ export function registerInstant(program: Command, run: Runner): void {
     .description('serve a disk of a restore point over NBD right away and print its nbd:// URL (boot a VM from it)')
     .option('--disk <key>', "disk key inside the point (default: the point's first disk)")
     .option('--writable', 'accept writes into a copy-on-write overlay (the backup itself is never written)')
+    .option('--hydrate', "decode the whole point into the session's local cache in the background (client reads go first)")
     .option('--ttl <minutes>', 'lifetime of the session in minutes', '60')
     .action(
-      run(async (ctx, opts: { disk?: string; writable?: boolean; ttl: string }, pointId: string) => {
+      run(async (ctx, opts: { disk?: string; writable?: boolean; hydrate?: boolean; ttl: string }, pointId: string) => {
         const ttlMinutes = Number(opts.ttl);
         if (!Number.isInteger(ttlMinutes) || ttlMinutes < 1) throw new CliError(`--ttl must be a whole number of minutes (got "${opts.ttl}")`);
         const session = await ctx.client.post<InstantSessionView>('/api/instant-sessions', {
           pointId,
           diskKey: opts.disk,
           writable: opts.writable === true,
+          ...(opts.hydrate ? { hydrate: true } : {}),
           ttlMinutes,
         });
         ctx.print(session, () =>

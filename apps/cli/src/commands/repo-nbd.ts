@@ -1,7 +1,8 @@
 /**
  * `vmkeep repo nbd`: serves one disk of a restore point over NBD straight from a repository, without the server
  * (disaster recovery of the appliance itself). Runs until SIGINT/SIGTERM; a writable export keeps its writes in a
- * copy-on-write overlay in a temp folder that is removed on exit (the repository is never written).
+ * copy-on-write overlay in a temp folder that is removed on exit (the repository is never written). Decoded chunks are
+ * cached in that folder too (each decoded at most once per run; `--hydrate` reads the whole disk in the background).
  */
 import { promises as fsp } from 'node:fs';
 import * as net from 'node:net';
@@ -9,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { OverlayDisk, type Disk } from '@vmkeep/disk';
-import { BlockCache, NbdServer, nbdUrl, newExportToken, parseAllowList } from '@vmkeep/nbd';
+import { NbdServer, nbdUrl, newExportToken, openExportCache, parseAllowList } from '@vmkeep/nbd';
 import type { Repository } from '@vmkeep/repository';
 import { CliContext, CliError } from '../context';
 import { bytes } from '../format';
@@ -47,6 +48,7 @@ interface NbdOptions {
   listen: string;
   writable?: boolean;
   allow?: string;
+  hydrate?: boolean;
 }
 
 /** Adds `nbd` to the `repo` group; `cmd` makes a repo subcommand with --repo, `withRepo` opens the repository. */
@@ -59,6 +61,7 @@ export function registerRepoNbd(
     .option('--disk <key>', "disk key inside the point (default: the point's first disk)")
     .option('--listen <host:port>', 'address to listen on (port 0 = any free port)', DEFAULT_NBD_LISTEN)
     .option('--writable', 'accept writes into a copy-on-write overlay in a temp folder, discarded on exit')
+    .option('--hydrate', 'read the whole disk into the temp cache in the background (client reads go first)')
     .option('--allow <list>', 'comma-separated client IPs/CIDR ranges allowed to connect (default: anyone who knows the URL)')
     .action(
       run(async (ctx, opts: NbdOptions & { repo?: string }, pointId: string) => {
@@ -83,15 +86,15 @@ async function serve(ctx: CliContext, repo: Repository, opts: NbdOptions, pointI
   }
   const server = new NbdServer({ host, port, allow: allowOf(opts), log: (line) => ctx.note(line) });
   const base = await repo.openDisk(pointId, key);
-  // All clients (and the overlay) share one cache of decoded chunks.
-  const cached = new BlockCache(base);
   let scratch: string | undefined;
+  let cached: Disk | undefined;
   let overlay: OverlayDisk | undefined;
   try {
-    if (opts.writable) {
-      scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'vmkeep-nbd-'));
-      overlay = await OverlayDisk.create(cached, scratch);
-    }
+    scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'vmkeep-nbd-'));
+    // All clients (and the overlay) share one cache of decoded chunks, in the temp folder (memory if no room there).
+    const cache = await openExportCache(base, { dir: scratch, hydrate: opts.hydrate, log: (line) => ctx.note(line) });
+    cached = cache.disk;
+    if (opts.writable) overlay = await OverlayDisk.create(cached, scratch);
     const token = newExportToken();
     const exported: Disk = overlay ?? cached;
     server.addExport(token, exported, { readOnly: !overlay, description: `restore point ${pointId} disk ${key}` });
@@ -100,17 +103,20 @@ async function serve(ctx: CliContext, repo: Repository, opts: NbdOptions, pointI
     });
     const url = nbdUrl(host, bound.port, token);
     const stopped = untilSignal();
-    ctx.print({ url, point: pointId, disk: key, size: base.size, writable: !!overlay, overlayDir: scratch ?? null }, () => url);
+    ctx.print({ url, point: pointId, disk: key, size: base.size, writable: !!overlay, overlayDir: overlay ? scratch : null, cacheDir: cache.scratch ? scratch : null }, () => url);
     ctx.note(
       `serving disk ${key} of point ${pointId} (${bytes(base.size)}) ${overlay ? `writable (overlay in ${scratch}, discarded on exit)` : 'read-only'}; ` +
         'Ctrl-C to stop',
     );
     const signal = await stopped;
-    ctx.note(`${signal}: stopping`);
+    const stats = cache.scratch?.stats();
+    if (stats) ctx.note(`${signal}: stopping (cache: ${stats.cachedBlocks}/${stats.dataBlocks} data chunks, ${stats.decodedBlocks} decoded, ${stats.fileReads} reads from the cache file)`);
+    else ctx.note(`${signal}: stopping`);
     return 0;
   } finally {
     await server.close().catch(() => undefined);
     await overlay?.close().catch(() => undefined);
+    await cached?.close().catch(() => undefined);
     if (scratch) await fsp.rm(scratch, { recursive: true, force: true });
     await base.close().catch(() => undefined);
   }

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { VmkeepError } from '@vmkeep/contracts';
 import { OverlayDisk, type Disk } from '@vmkeep/disk';
 import { writeImage, type OutputFormat } from '@vmkeep/disk-formats';
-import { BlockCache, NbdServer, nbdUrl, newExportToken } from '@vmkeep/nbd';
+import { NbdServer, nbdUrl, newExportToken, openExportCache, type ScratchCache, type ScratchCacheOptions, type ScratchCacheStats } from '@vmkeep/nbd';
 
 /** Formats "migrate to production" writes. */
 export const MIGRATE_FORMATS = ['raw', 'vmdk-stream'] as const satisfies readonly OutputFormat[];
@@ -24,6 +24,12 @@ export interface InstantSessionsOptions {
   allow: string[];
   scratchDir: string;
   migrateDir: string;
+  /**
+   * Decoded-block cache of each session on scratch storage (`<scratchDir>/<id>/cache.data`, removed with the
+   * session): limits of the space it may take. `false` keeps decoded blocks in memory only. Default: on, no limit
+   * beyond leaving 256 MiB free.
+   */
+  diskCache?: Pick<ScratchCacheOptions, 'maxBytes' | 'reserveBytes'> | false;
   /** Opens a disk of a restore point; the session closes it. */
   openDisk(pointId: string, diskKey: string | undefined): Promise<{ disk: Disk; diskKey: string }>;
   log?: (message: string) => void;
@@ -43,6 +49,8 @@ export type SessionEnd = 'closed' | 'expired' | 'lost';
 export interface StartOptions {
   writable?: boolean;
   ttlMinutes?: number;
+  /** Read the whole point into the session's disk cache in the background (client reads go first). */
+  hydrate?: boolean;
 }
 
 export interface CloseOptions {
@@ -85,6 +93,8 @@ export interface InstantSessionView {
   /** closing: clients are gone and the merged disk is being written (see migration). */
   state: 'active' | 'closing';
   migration?: MigrationProgress;
+  /** The session's decoded-block cache on scratch storage (absent when blocks are kept in memory only). */
+  cache?: ScratchCacheStats;
 }
 
 export interface CloseResult {
@@ -99,8 +109,9 @@ interface Session {
   diskKey: string;
   token: string;
   base: Disk;
-  /** `base` behind the block cache: what clients and the overlay read. */
+  /** `base` behind the decoded-chunk cache: what clients and the overlay read. */
   served: Disk;
+  scratch?: ScratchCache;
   overlay?: OverlayDisk;
   createdAt: Date;
   expiresAt: Date;
@@ -125,9 +136,16 @@ export class InstantSessions {
     const opened = await this.options.openDisk(pointId, diskKey);
     const id = randomUUID();
     let overlay: OverlayDisk | undefined;
-    // Every client (and the overlay) reads the point through one block cache: a chunk is decoded once while used.
-    const served = new BlockCache(opened.disk);
+    let served: Disk | undefined;
     try {
+      // Every client (and the overlay) reads the point through one cache: on scratch storage, a chunk is decoded
+      // at most once per session; without room there, in memory while used.
+      const cache = await openExportCache(opened.disk, {
+        ...(this.options.diskCache === false ? {} : { ...this.options.diskCache, dir: path.join(this.options.scratchDir, id) }),
+        hydrate: opts.hydrate,
+        log: (m) => this.options.log?.(`instant session ${id}: ${m}`),
+      });
+      served = cache.disk;
       if (opts.writable) overlay = await OverlayDisk.create(served, path.join(this.options.scratchDir, id));
       const token = newExportToken();
       this.server!.addExport(token, overlay ?? served, {
@@ -137,7 +155,19 @@ export class InstantSessions {
       const createdAt = new Date();
       const lifetimeMs = ttl * (this.options.minuteMs ?? 60_000);
       const expiresAt = new Date(createdAt.getTime() + lifetimeMs);
-      const session: Session = { id, pointId, diskKey: opened.diskKey, token, base: opened.disk, served, overlay, createdAt, expiresAt, timer: this.expiryTimer(id, lifetimeMs) };
+      const session: Session = {
+        id,
+        pointId,
+        diskKey: opened.diskKey,
+        token,
+        base: opened.disk,
+        served,
+        scratch: cache.scratch,
+        overlay,
+        createdAt,
+        expiresAt,
+        timer: this.expiryTimer(id, lifetimeMs),
+      };
       this.sessions.set(id, session);
       try {
         await this.options.onStarted?.(this.view(session));
@@ -151,6 +181,7 @@ export class InstantSessions {
       return this.view(session);
     } catch (err) {
       await overlay?.close().catch(() => undefined);
+      await served?.close().catch(() => undefined);
       await fsp.rm(path.join(this.options.scratchDir, id), { recursive: true, force: true });
       await opened.disk.close();
       throw err;
@@ -229,6 +260,7 @@ export class InstantSessions {
       }
     }
     await session.overlay?.close().catch(() => undefined);
+    await session.served.close().catch(() => undefined);
     await fsp.rm(path.join(this.options.scratchDir, session.id), { recursive: true, force: true }).catch(() => undefined);
     await session.base.close().catch(() => undefined);
     this.sessions.delete(session.id);
@@ -332,6 +364,7 @@ export class InstantSessions {
       expiresAt: s.expiresAt.toISOString(),
       state: s.closing ? 'closing' : 'active',
       ...(s.migration ? { migration: { ...s.migration } } : {}),
+      ...(s.scratch ? { cache: s.scratch.stats() } : {}),
     };
   }
 }
