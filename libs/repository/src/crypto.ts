@@ -45,12 +45,28 @@ function checkScrypt(v: Record<string, unknown>, where: string): ScryptParams {
   return { N, r, p };
 }
 
+/** Key material: printing, string conversion and JSON show a placeholder, never the bytes. */
+export abstract class KeyMaterial {
+  toJSON(): string {
+    return '[repository keys]';
+  }
+
+  toString(): string {
+    return '[repository keys]';
+  }
+
+  [inspect.custom](): string {
+    return '[repository keys]';
+  }
+}
+
 /** The repository's master keys: one for AES-256-GCM, one for the chunk-id HMAC. Never printed. */
-export class RepositoryKeys {
+export class RepositoryKeys extends KeyMaterial {
   readonly #encKey: Buffer;
   readonly #idKey: Buffer;
 
   constructor(encKey: Buffer, idKey: Buffer) {
+    super();
     if (encKey.length !== KEY_BYTES || idKey.length !== KEY_BYTES) throw new RangeError('master keys must be 32 bytes each');
     // Own, exact-size buffers (Buffer.alloc never uses the shared pool), so posting them to worker threads
     // copies 32 bytes and nothing next to them.
@@ -74,18 +90,6 @@ export class RepositoryKeys {
 
   equals(other: RepositoryKeys): boolean {
     return timingSafeEqual(this.#encKey, other.#encKey) && timingSafeEqual(this.#idKey, other.#idKey);
-  }
-
-  toJSON(): string {
-    return '[repository keys]';
-  }
-
-  toString(): string {
-    return '[repository keys]';
-  }
-
-  [inspect.custom](): string {
-    return '[repository keys]';
   }
 }
 

@@ -4,7 +4,6 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { inspect } from 'node:util';
 import type { Disk, Extent } from '@vmkeep/disk';
 import { ArchiveChange, ArchiveRecords, ArchiveStatus } from './archive';
 import { fsyncDir, writeFileAtomic } from './atomic';
@@ -26,7 +25,7 @@ import {
   POINTS_DIR,
   WRITERS_DIR,
 } from './constants';
-import { KdfStrength, RepositoryKeys, kdfParams, parseKeyFile, unwrapKeys, wrapKeys } from './crypto';
+import { KdfStrength, KeyMaterial, RepositoryKeys, kdfParams, parseKeyFile, unwrapKeys, wrapKeys } from './crypto';
 import { SubkeySealer } from './subkeys';
 import {
   ArchiveLockedError,
@@ -107,22 +106,12 @@ export interface UnlockedKeysData {
  * without running the KDF again. Structured-cloneable (the clone is a plain `UnlockedKeysData`); printing or
  * JSON-encoding this object shows no key bytes. Never write it anywhere.
  */
-export class UnlockedKeys implements UnlockedKeysData {
+export class UnlockedKeys extends KeyMaterial implements UnlockedKeysData {
   constructor(
     readonly repositoryId: string,
     readonly keys: Uint8Array,
-  ) {}
-
-  toJSON(): string {
-    return '[repository keys]';
-  }
-
-  toString(): string {
-    return '[repository keys]';
-  }
-
-  [inspect.custom](): string {
-    return '[repository keys]';
+  ) {
+    super();
   }
 }
 
