@@ -26,6 +26,7 @@ import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { openRaw } from '@vmkeep/disk-formats';
+import type { FileSystem } from '@vmkeep/filesystems';
 import { FileIndexStore, indexPoint } from '@vmkeep/file-index';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
 import { FileBrowser } from '../libs/restore/src/files/browser';
@@ -140,6 +141,14 @@ function checkListing(kind: string, page: { total: number | null; entries: { nam
   }
 }
 
+/** The compiled `ThreadedFileBrowser` (dist/), or undefined when nothing is built. */
+async function compiledThreadedBrowser(): Promise<typeof import('../libs/restore/src/files/threaded-browser') | undefined> {
+  const compiled = path.join(__dirname, '..', 'dist', 'libs', 'restore', 'src', 'files', 'threaded-browser.js');
+  if (!(await fs.stat(compiled).catch(() => undefined))) return undefined;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(compiled) as typeof import('../libs/restore/src/files/threaded-browser');
+}
+
 /**
  * The API's browse path: a `ThreadedFileBrowser` of the compiled library (dist/, `node scripts/build.js`; under
  * ts-node the worker would first compile its sources) opens the point on a worker thread; this thread only waits.
@@ -147,13 +156,11 @@ function checkListing(kind: string, page: { total: number | null; entries: { nam
  * read caches), measured after the listing and after closing.
  */
 async function threadedListingOn(kind: string, repoDir: string, pointId: string): Promise<void> {
-  const compiled = path.join(__dirname, '..', 'dist', 'libs', 'restore', 'src', 'files', 'threaded-browser.js');
-  if (!(await fs.stat(compiled).catch(() => undefined))) {
+  const lib = await compiledThreadedBrowser();
+  if (!lib) {
     console.log(`  ${kind} on a worker thread: skipped (no dist/: run \`node scripts/build.js\` first)`);
     return;
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const lib = require(compiled) as typeof import('../libs/restore/src/files/threaded-browser');
   const rssBefore = process.memoryUsage().rss;
   const delay = monitorEventLoopDelay({ resolution: 10 });
   const opened = await timed(() => lib.ThreadedFileBrowser.open({ repository: { location: repoDir }, pointId, diskKeys: ['disk-2000'] }));
@@ -245,8 +252,16 @@ async function download(work: string): Promise<void> {
   await repo.close();
   await fs.rm(image);
   console.log(`  backed up in ${s.toFixed(2)} s`);
-  for (const pass of [1, 2]) {
-    const browser = await openBrowser(path.join(work, 'repo-download'), pointId);
+  const repoDir = path.join(work, 'repo-download');
+  const threaded = await compiledThreadedBrowser();
+  type Open = () => Promise<{ fileSystem(vol: number): FileSystem; close(): Promise<void> }>;
+  const ways: [string, Open][] = [['in this thread', () => openBrowser(repoDir, pointId)]];
+  if (threaded) {
+    ways.push(['on a worker thread (the API path)', () => threaded.ThreadedFileBrowser.open({ repository: { location: repoDir }, pointId, diskKeys: ['disk-2000'] })]);
+  }
+  if (!threaded) console.log('  on a worker thread: skipped (no dist/: run `node scripts/build.js` first)');
+  for (const [way, open] of ways) for (const pass of [1, 2]) {
+    const browser = await open();
     try {
       const handle = await browser.fileSystem(0).open('/big.bin');
       const read = await timed(async () => {
@@ -255,7 +270,7 @@ async function download(work: string): Promise<void> {
         return bytes;
       });
       console.log(
-        `  pass ${pass}: ${read.value} bytes in ${read.s.toFixed(2)} s = ${(read.value / read.s / 1e6).toFixed(0)} MB/s ` +
+        `  ${way}, pass ${pass}: ${read.value} bytes in ${read.s.toFixed(2)} s = ${(read.value / read.s / 1e6).toFixed(0)} MB/s ` +
           `(CPU ${read.cpu.toFixed(2)} s = ${(read.value / read.cpu / 1e6).toFixed(0)} MB per CPU second; load ${load()})`,
       );
     } finally {
