@@ -61,8 +61,9 @@ if [ -n "${VMKEEP_ADMIN_PASSWORD:-}" ]; then admin_password=$VMKEEP_ADMIN_PASSWO
 admin_user=${VMKEEP_ADMIN_USER:-admin}
 
 if [ "${VMKEEP_DEMO:-1}" != 0 ]; then
+  # ts-node itself (not through npx, which would not pass a stop signal on): its pid is the process to stop.
   VMKEEP_URL=$url VMKEEP_ADMIN_USER=$admin_user VMKEEP_ADMIN_PASSWORD=$admin_password \
-    npx ts-node --transpile-only -r tsconfig-paths/register scripts/demo-vcenter.ts > "$VMKEEP_DATA_DIR/demo.log" 2>&1 & pids+=($!)
+    node_modules/.bin/ts-node --transpile-only -r tsconfig-paths/register scripts/demo-vcenter.ts > "$VMKEEP_DATA_DIR/demo.log" 2>&1 & pids+=($!)
   for _ in $(seq 1 240); do grep -q '^READY' "$VMKEEP_DATA_DIR/demo.log" 2>/dev/null && break
     kill -0 "${pids[2]}" 2>/dev/null || { echo "the demo vCenter failed:"; tail -n 30 "$VMKEEP_DATA_DIR/demo.log"; exit 1; }
     sleep 0.5; done
