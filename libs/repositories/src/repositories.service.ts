@@ -295,7 +295,7 @@ export class RepositoriesService extends RepositoryResolver implements OnModuleI
           'unavailable',
         );
       }
-      return this.openOrInitFolder(row.location, passphrase); // the same clear errors for passphrase problems
+      throw explainDefaultOpenError(err, row.location);
     }
   }
 
@@ -305,13 +305,7 @@ export class RepositoriesService extends RepositoryResolver implements OnModuleI
     try {
       return await Repository.openOrInit(location, { chunkSize: this.config.chunkSize, encrypt: passphrase !== undefined }, runtime);
     } catch (err) {
-      if (err instanceof PassphraseRequiredError) {
-        throw new VmkeepError(`the repository ${location} is encrypted: set VMKEEP_REPOSITORY_PASSPHRASE`, 'invalid');
-      }
-      if (err instanceof WrongPassphraseError) {
-        throw new VmkeepError(`VMKEEP_REPOSITORY_PASSPHRASE does not open the repository ${location}`, 'invalid');
-      }
-      throw err;
+      throw explainDefaultOpenError(err, location);
     }
   }
 
@@ -420,4 +414,15 @@ function view(row: RepositoryEntity, totals: { pointCount: number; storedBytes: 
     storedBytes: totals.storedBytes,
     createdAt: row.createdAt,
   };
+}
+
+/** Passphrase problems of the default repository in terms of the setting that supplies it; other errors as they are. */
+function explainDefaultOpenError(err: unknown, location: string): unknown {
+  if (err instanceof PassphraseRequiredError) {
+    return new VmkeepError(`the repository ${location} is encrypted: set VMKEEP_REPOSITORY_PASSPHRASE`, 'invalid');
+  }
+  if (err instanceof WrongPassphraseError) {
+    return new VmkeepError(`VMKEEP_REPOSITORY_PASSPHRASE does not open the repository ${location}`, 'invalid');
+  }
+  return err;
 }
