@@ -57,6 +57,8 @@ type BackupStats = Pick<DiskWriteStats, 'newChunks' | 'newBytes' | 'dedupChunks'
   chunks: number;
   /** Chunks taken from the parent point's index without reading (incremental disks). */
   parentChunks: number;
+  /** Changed chunks built from the parent's chunk with only the changed areas read (incremental disks). */
+  patchedChunks: number;
   /** Bytes the host reported changed (incremental) or allocated ("*" full reads). */
   changedBytes: number;
   incrementalDisks: number;
@@ -366,6 +368,7 @@ export class BackupService {
       zeroChunks: 0,
       bytesRead: 0,
       parentChunks: 0,
+      patchedChunks: 0,
       changedBytes: 0,
       incrementalDisks: 0,
       fullDisks: 0,
@@ -393,6 +396,7 @@ export class BackupService {
         stats.zeroChunks += s.zeroChunks;
         stats.bytesRead += s.bytesRead;
         stats.parentChunks += s.parentChunks ?? 0;
+        stats.patchedChunks += s.patchedChunks ?? 0;
         stats.changedBytes += outcome.changedBytes;
         stats[outcome.mode === 'incremental' ? 'incrementalDisks' : 'fullDisks']++;
         if (outcome.fullReason && cbt) fullReasons.push(`${d.label} (${diskKey(d)}): ${outcome.fullReason}`);

@@ -870,6 +870,7 @@ export class Repository {
         index: await this.readIndex(opts.parent.pointId, await this.manifestDisk(opts.parent.pointId, opts.parent.diskKey)),
         changed: opts.parent.changed,
         name: `point ${opts.parent.pointId} disk ${opts.parent.diskKey}`,
+        load: (id: Buffer) => this.loadChunk(id),
       };
       const stats = await writeDiskChunks(deps, source, index, { diskKey: key, onProgress: opts.onProgress, signal: opts.signal, parent });
       await index.finish();

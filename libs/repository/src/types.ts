@@ -18,6 +18,8 @@ export interface DiskWriteStats {
   bytesRead: number;
   /** Chunks taken unchanged from the parent point's index without reading (incremental writes; also in dedupChunks). */
   parentChunks?: number;
+  /** Changed chunks built from the parent's chunk with only their changed areas read (incremental writes). */
+  patchedChunks?: number;
 }
 
 export interface ManifestDisk {

@@ -93,7 +93,8 @@ describe('writeDisk window', () => {
 
     expect(source.maxPending).toBe(CONCURRENCY); // overlapping, and never more than the window
     expect(source.stalls).toBe(0); // every batch of 4 reads was released by the 4th, never by the timer
-    expect(stats.bytesRead).toBe(12 * CS);
+    expect(stats.bytesRead).toBe(12 * 512); // each changed chunk is its parent's with the 512 changed bytes read
+    expect(stats.patchedChunks).toBe(12);
     expect(stats.newChunks).toBe(12);
     expect(stats.parentChunks).toBe(CHUNKS - 12 - 12);
     expect(stats.zeroChunks).toBe(12);

@@ -3,6 +3,9 @@
  * unallocated), drop all-zero chunks, hash, look up, compress, store, and append every id to the fixed index in
  * order. A bounded window of chunks is in flight so reads overlap with hashing/compression on worker threads;
  * chunks needing no read (zero, or taken from an incremental's parent) do not occupy its slots.
+ * An incremental chunk with only small changed areas is patched: the parent's copy of the chunk is loaded from
+ * the repository (verified) and only the changed areas are read from the source, so the host sends what changed,
+ * not whole chunks.
  */
 import type { Disk, Extent } from '@vmkeep/disk';
 import type { ChunkIdScheme } from './codec';
@@ -32,10 +35,16 @@ export interface PipelineDeps {
 /** An incremental write: chunks outside `changed` are taken from the parent's index instead of read. */
 export interface ParentIndex {
   index: FixedIndex;
-  /** Where the source may differ from the parent (any overlap makes the whole chunk read). */
+  /** Where the source may differ from the parent: the rest of the disk is taken from the parent unread. */
   changed: Extent[];
   /** Names the parent in errors ("point X disk Y"). */
   name: string;
+  /**
+   * The verified plaintext of a parent chunk (the caller's to modify). With it, a chunk whose changed areas are
+   * small (see PATCH_MAX_SHARE) is the parent's chunk with just those areas read from the source; without it,
+   * or when the parent's chunk cannot be loaded, every chunk touching a changed area is read whole.
+   */
+  load?: (id: Buffer) => Promise<Buffer>;
 }
 
 export interface PipelineOptions {
@@ -54,7 +63,16 @@ export const PROGRESS_INTERVAL_MS = 200;
  */
 export const LIGHT_PER_SLOT = 64;
 
+/**
+ * A changed chunk is patched (parent's chunk + changed areas read) while its changed areas cover at most this
+ * share of it in at most PATCH_MAX_PIECES separate areas; beyond that one whole read is cheaper than many.
+ */
+export const PATCH_MAX_SHARE = 0.5;
+export const PATCH_MAX_PIECES = 16;
+
 type ChunkOutcome = { id: Buffer; kind: 'zero' | 'dedup' | 'parent' } | { id: Buffer; kind: 'new'; storedBytes: number };
+
+const total = (pieces: Extent[]) => pieces.reduce((n, p) => n + p.length, 0);
 
 /** Sorted, merged extents clipped to [0, size). Sources are trusted to be sane, but not blindly. */
 export function normalizeExtents(extents: Extent[], size: number): Extent[] {
@@ -146,21 +164,54 @@ export async function writeDiskChunks(
     }
   };
 
+  /** Reads `pieces` (inside [start, start + length)) from the source into `into`, which holds the rest. */
+  const readPieces = async (into: Buffer, start: number, pieces: Extent[]) => {
+    for (const p of pieces) {
+      const data = await source.read(p.offset, p.length);
+      if (data.length !== p.length) {
+        throw new RepositoryError(`source returned ${data.length} bytes for a ${p.length}-byte read at ${p.offset}`, 'SHORT_READ');
+      }
+      data.copy(into, p.offset - start);
+    }
+    stats.bytesRead += total(pieces);
+  };
+
+  const storeUnlessZero = (data: Buffer, length: number): Promise<ChunkOutcome> | ChunkOutcome =>
+    data.equals(length === chunkSize ? zeros : zeros.subarray(0, length)) ? { id: ZERO_CHUNK_ID, kind: 'zero' } : storeChunk(data);
+
   const processChunk = async (start: number, length: number, pieces: Extent[]): Promise<ChunkOutcome> => {
     if (!pieces.length) return { id: ZERO_CHUNK_ID, kind: 'zero' };
     let data: Buffer;
     if (pieces.length === 1 && pieces[0].length === length) {
       data = await source.read(start, length);
+      if (data.length !== length) {
+        throw new RepositoryError(`source returned ${data.length} bytes for a ${length}-byte read at ${start}`, 'SHORT_READ');
+      }
+      stats.bytesRead += length;
     } else {
       data = Buffer.alloc(length);
-      for (const p of pieces) (await source.read(p.offset, p.length)).copy(data, p.offset - start);
+      await readPieces(data, start, pieces);
     }
-    if (data.length !== length) {
-      throw new RepositoryError(`source returned ${data.length} bytes for a ${length}-byte read at ${start}`, 'SHORT_READ');
+    return storeUnlessZero(data, length);
+  };
+
+  /**
+   * The parent's chunk with the changed areas read over it (`reads`: those areas where the source has data,
+   * `changed`: all of them, zeroed first). Falls back to reading the chunk whole when the parent's chunk cannot
+   * be loaded or does not have the chunk's length.
+   */
+  const patchChunk = async (start: number, length: number, base: Buffer, changedPieces: Extent[], reads: Extent[], allocated: Extent[]) => {
+    let data: Buffer | undefined;
+    if (base === ZERO_CHUNK_ID) data = Buffer.alloc(length);
+    else {
+      data = await parent!.load!(base).catch(() => undefined);
+      if (data?.length !== length) data = undefined;
     }
-    stats.bytesRead += pieces.reduce((n, p) => n + p.length, 0);
-    if (data.equals(length === chunkSize ? zeros : zeros.subarray(0, length))) return { id: ZERO_CHUNK_ID, kind: 'zero' };
-    return storeChunk(data);
+    if (!data) return processChunk(start, length, allocated);
+    stats.patchedChunks = (stats.patchedChunks ?? 0) + 1;
+    for (const p of changedPieces) data.fill(0, p.offset - start, p.offset - start + p.length);
+    await readPieces(data, start, reads);
+    return storeUnlessZero(data, length);
   };
 
   /**
@@ -227,10 +278,19 @@ export async function writeDiskChunks(
       const start = i * chunkSize;
       const length = Math.min(chunkSize, size - start);
       const pieces = piecesOf(extents, cursor, start, start + length);
-      const unchanged = parent !== undefined && piecesOf(changed, changedCursor, start, start + length).length === 0;
-      const reused = unchanged && parent ? parentId(parent.index, i) : undefined;
-      const isHeavy = reused === undefined && pieces.length > 0;
-      const promise = reused ? fromParent(reused) : processChunk(start, length, pieces);
+      const changedPieces = parent ? piecesOf(changed, changedCursor, start, start + length) : [];
+      const base = parent ? parentId(parent.index, i) : undefined;
+      const reused = changedPieces.length === 0 ? base : undefined;
+      // The changed areas the source holds data in (outside its extents it reads as zeros).
+      const reads = base && !reused && parent?.load ? changedPieces.flatMap((c) => piecesOf(pieces, { from: 0 }, c.offset, c.offset + c.length)) : [];
+      const patch = base !== undefined && !reused && parent?.load !== undefined &&
+        reads.length <= PATCH_MAX_PIECES && total(changedPieces) <= length * PATCH_MAX_SHARE;
+      const isHeavy = reused === undefined && (pieces.length > 0 || patch);
+      const promise = reused
+        ? fromParent(reused)
+        : patch
+          ? patchChunk(start, length, base, changedPieces, reads, pieces)
+          : processChunk(start, length, pieces);
       // Rejections are handled when the chunk reaches the head of the window (or in the cleanup below).
       promise.catch(() => undefined);
       window.push({ promise, length, heavy: isHeavy });
