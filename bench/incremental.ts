@@ -3,7 +3,7 @@
  * database and a local repository backs up a VM of the vCenter simulator (test/vcsim, with QueryChangedDiskAreas)
  * four times: the full, then with nothing changed (the fixed per-job cost), after changing 1 % of the disk's
  * blocks, and after changing 10 % (scattered).
- * A "block" is one repository chunk (the unit an incremental reads); each changed block gets one write of
+ * A "block" is one repository chunk (the unit an incremental stores anew); each changed block gets one write of
  * 4–64 KiB at a random place inside it, as a guest's scattered writes would. Prints wall time, bytes read and
  * the ratio to the full for each run, the time each phase of the job took (from the job row), and the fixed
  * per-job cost of the snapshot (see below).
