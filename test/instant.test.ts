@@ -3,7 +3,7 @@
 // printed nbd:// URL, list sessions (viewers get no URL), and close with "migrate to production" to a file or
 // onto vcsim's datastore. Sessions outlive an API crash as "lost" rows (scratch overlays removed at start), and a
 // queued restore job that is cancelled leaves the BullMQ queue.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -15,37 +15,13 @@ import { startAppliance, vmkeep, type Appliance } from './peers/appliance';
 import { freePort, makeTempDir, requireBinary } from './peers/process';
 import { flushRedisDb } from './peers/redis';
 import { startVcsim, type VcsimInstance } from './peers/vcsim';
-import { bootSector } from './peers/boot-sector';
+import { bootAndWaitForMarker, bootSector } from './peers/boot-sector';
 
 const execFileP = promisify(execFile);
 const REDIS_DB = 9;
 const MiB = 1024 * 1024;
 const MARKER = 'VMKEEP-E2E-INSTANT';
 
-
-/** Boots qemu from an NBD URL until MARKER shows on its serial console; resolves with the console text. */
-async function bootAndWaitForMarker(url: string): Promise<string> {
-  const child = spawn(
-    requireBinary('qemu-system-x86_64'),
-    ['-machine', 'pc,accel=tcg', '-m', '32', '-nodefaults', '-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot',
-      '-drive', `file=${url},format=raw,if=ide`],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let serial = '';
-  let errors = '';
-  child.stdout.on('data', (d: Buffer) => (serial += d.toString('latin1')));
-  child.stderr.on('data', (d: Buffer) => (errors += d.toString('latin1')));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  try {
-    const deadline = Date.now() + 60_000;
-    while (!serial.includes(MARKER) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    if (!serial.includes(MARKER)) throw new Error(`no marker; serial: ${JSON.stringify(serial.slice(-200))}; qemu: ${errors.slice(-500)}`);
-    return serial;
-  } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
-    await exited;
-  }
-}
 
 interface SessionView {
   id: string;
@@ -113,7 +89,7 @@ describe('instant restore through the API and CLI', () => {
     expect(url).toMatch(new RegExp(`^nbd://127\\.0\\.0\\.1:${nbdPort}/[A-Za-z0-9_-]{32}$`));
     const sessionId = /session ([0-9a-f-]{36})/.exec(start.stdout)![1];
 
-    const serial = await bootAndWaitForMarker(url);
+    const serial = await bootAndWaitForMarker(url, MARKER);
     expect(serial).toContain(MARKER);
     await execFileP('qemu-io', ['-f', 'raw', '-c', `write -P 0x66 ${3 * MiB} 65536`, url]);
 

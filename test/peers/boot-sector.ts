@@ -1,3 +1,6 @@
+import { spawn } from 'node:child_process';
+import { requireBinary } from './process';
+
 /**
  * A 512-byte MBR boot sector (16-bit real mode, loaded at 0x7c00) that writes `marker` to COM1 and halts:
  *   cli; cld; xor ax,ax; mov ds,ax; mov si,msg; mov dx,0x3f8
@@ -20,4 +23,34 @@ export function bootSector(marker: string): Buffer {
   sector[510] = 0x55;
   sector[511] = 0xaa;
   return sector;
+}
+
+/**
+ * Boots qemu-system-x86_64 (TCG, 32 MiB, no display) from a raw drive at `url` (an nbd:// URL or a file) until
+ * `marker` shows on its serial console; resolves with the console text, throws with its tail and qemu's errors
+ * after `timeoutMs` or when qemu exits first. qemu is killed in every case.
+ */
+export async function bootAndWaitForMarker(url: string, marker: string, timeoutMs = 60_000): Promise<string> {
+  const child = spawn(
+    requireBinary('qemu-system-x86_64'),
+    ['-machine', 'pc,accel=tcg', '-m', '32', '-nodefaults', '-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot',
+      '-drive', `file=${url},format=raw,if=ide`],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let serial = '';
+  let errors = '';
+  child.stdout.on('data', (d: Buffer) => (serial += d.toString('latin1')));
+  child.stderr.on('data', (d: Buffer) => (errors += d.toString('latin1')));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (!serial.includes(marker) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (!serial.includes(marker)) {
+      throw new Error(`no marker on the serial console; its tail: ${JSON.stringify(serial.slice(-200))}; qemu: ${errors.slice(-500)}`);
+    }
+    return serial;
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await exited;
+  }
 }
