@@ -281,15 +281,15 @@ export async function writeDiskChunks(
       const changedPieces = parent ? piecesOf(changed, changedCursor, start, start + length) : [];
       const base = parent ? parentId(parent.index, i) : undefined;
       const reused = changedPieces.length === 0 ? base : undefined;
+      const patchable = changedPieces.length > 0 && base !== undefined && parent?.load !== undefined && total(changedPieces) <= length * PATCH_MAX_SHARE;
       // The changed areas the source holds data in (outside its extents it reads as zeros).
-      const reads = base && !reused && parent?.load ? changedPieces.flatMap((c) => piecesOf(pieces, { from: 0 }, c.offset, c.offset + c.length)) : [];
-      const patch = base !== undefined && !reused && parent?.load !== undefined &&
-        reads.length <= PATCH_MAX_PIECES && total(changedPieces) <= length * PATCH_MAX_SHARE;
+      const reads = patchable ? changedPieces.flatMap((c) => piecesOf(pieces, { from: 0 }, c.offset, c.offset + c.length)) : [];
+      const patch = patchable && reads.length <= PATCH_MAX_PIECES;
       const isHeavy = reused === undefined && (pieces.length > 0 || patch);
       const promise = reused
         ? fromParent(reused)
         : patch
-          ? patchChunk(start, length, base, changedPieces, reads, pieces)
+          ? patchChunk(start, length, base!, changedPieces, reads, pieces)
           : processChunk(start, length, pieces);
       // Rejections are handled when the chunk reaches the head of the window (or in the cleanup below).
       promise.catch(() => undefined);
