@@ -71,6 +71,10 @@ export class AllocatedAreasDisk implements Disk {
     return this.areas.map((a) => ({ ...a }));
   }
 
+  release(buffer: Buffer): void {
+    this.inner.release?.(buffer);
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }

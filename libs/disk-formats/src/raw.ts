@@ -25,6 +25,10 @@ export class SourceDisk implements ImageDisk {
     return this.source.read(this.offset + offset, length, 'data');
   }
 
+  release(buffer: Buffer): void {
+    this.source.release?.(buffer);
+  }
+
   /** A plain file cannot tell its holes through Node's fs API, so the whole disk may hold data. */
   async extents(): Promise<Extent[]> {
     return this.size > 0 ? [{ offset: 0, length: this.size }] : [];

@@ -23,6 +23,11 @@ export interface Disk {
    */
   extents(): Promise<Extent[]>;
   close(): Promise<void>;
+  /**
+   * Optional: takes back a buffer `read` returned, which the caller (and every view of it) will never touch
+   * again, so a later read may fill it instead of allocating. A buffer not given back is garbage collected.
+   */
+  release?(buffer: Buffer): void;
 }
 
 /** Error of a disk source: names the source and, where known, the offset. */

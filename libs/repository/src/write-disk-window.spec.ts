@@ -39,16 +39,16 @@ class GatedDisk implements Disk {
     this.maxPending = Math.max(this.maxPending, this.pending);
     await new Promise<void>((resolve) => {
       this.held.push(resolve);
-      if (this.held.length >= this.gate) this.release();
+      if (this.held.length >= this.gate) this.openGate();
       else this.timer ??= setTimeout(() => {
         this.stalls++;
-        this.release();
+        this.openGate();
       }, STALL_MS);
     });
     this.pending--;
     return Buffer.from(this.data.subarray(offset, offset + length));
   }
-  private release(): void {
+  private openGate(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     for (const resolve of this.held.splice(0)) resolve();

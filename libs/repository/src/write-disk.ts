@@ -181,17 +181,21 @@ export async function writeDiskChunks(
 
   const processChunk = async (start: number, length: number, pieces: Extent[]): Promise<ChunkOutcome> => {
     if (!pieces.length) return { id: ZERO_CHUNK_ID, kind: 'zero' };
-    let data: Buffer;
     if (pieces.length === 1 && pieces[0].length === length) {
-      data = await source.read(start, length);
+      const data = await source.read(start, length);
       if (data.length !== length) {
         throw new RepositoryError(`source returned ${data.length} bytes for a ${length}-byte read at ${start}`, 'SHORT_READ');
       }
       stats.bytesRead += length;
-    } else {
-      data = Buffer.alloc(length);
-      await readPieces(data, start, pieces);
+      try {
+        return await storeUnlessZero(data, length);
+      } finally {
+        // Stored (its blob written) or failed: nothing reads this buffer any more, the source may fill it again.
+        source.release?.(data);
+      }
     }
+    const data = Buffer.alloc(length);
+    await readPieces(data, start, pieces);
     return storeUnlessZero(data, length);
   };
 

@@ -92,8 +92,11 @@ export class VimConnection {
     }
   }
 
-  /** GET on the host with the session cookie (for /folder); re-logs in once on 401/403. */
-  async get(pathAndQuery: string, headers: Record<string, string>, maxBytes: number): Promise<HttpResponse> {
+  /**
+   * GET on the host with the session cookie (for /folder); re-logs in once on 401/403. `into`: see
+   * HttpGetOptions.into.
+   */
+  async get(pathAndQuery: string, headers: Record<string, string>, maxBytes: number, into?: Buffer): Promise<HttpResponse> {
     const cookie = this.cookie;
     const send = () =>
       httpGet(`${this.origin}${pathAndQuery}`, {
@@ -102,6 +105,7 @@ export class VimConnection {
         headers: { ...headers, ...(this.cookie ? { Cookie: `${SESSION_COOKIE}=${this.cookie}` } : {}) },
         timeoutMs: this.timeoutMs,
         maxBytes,
+        into,
       });
     const response = await send();
     if (response.status !== 401 && response.status !== 403) return response;

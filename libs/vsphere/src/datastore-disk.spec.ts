@@ -13,18 +13,23 @@ type Tamper = (url: string, start: number, end: number, response: HttpResponse) 
 /** A stand-in for the connection's GET that serves the descriptor and flat file, optionally tampered with. */
 function fakeConnection(tamper: Tamper = (_u, _s, _e, r) => r) {
   const requests: string[] = [];
+  /** The buffer each GET was asked to fill (undefined: none). */
+  const intos: (Buffer | undefined)[] = [];
   const connection = {
-    async get(url: string, headers: Record<string, string>): Promise<HttpResponse> {
+    async get(url: string, headers: Record<string, string>, _maxBytes: number, into?: Buffer): Promise<HttpResponse> {
+      intos.push(into);
       requests.push(`${url} ${headers.Range}`);
       const file = url.startsWith('/folder/vm/d.vmdk?') ? DESCRIPTOR : url.startsWith('/folder/vm/d-flat.vmdk?') ? DATA : undefined;
       if (!file) return { status: 404, headers: {}, body: Buffer.alloc(0) };
       const [, a, b] = /bytes=(\d+)-(\d+)/.exec(headers.Range)!.map(Number);
       const end = Math.min(b, file.length - 1);
-      const response = { status: 206, headers: { 'content-range': `bytes ${a}-${end}/${file.length}` }, body: file.subarray(a, end + 1) };
+      const body = into && into.length === end - a + 1 ? into : Buffer.from(file.subarray(a, end + 1));
+      if (body === into) file.copy(into, 0, a, end + 1);
+      const response = { status: 206, headers: { 'content-range': `bytes ${a}-${end}/${file.length}` }, body };
       return tamper(url, a, end, response);
     },
   };
-  return { connection: connection as unknown as VimConnection, requests };
+  return { connection: connection as unknown as VimConnection, requests, intos };
 }
 
 describe('datastore disk reader', () => {
@@ -34,6 +39,29 @@ describe('datastore disk reader', () => {
     expect(disk.size).toBe(8192);
     expect((await disk.read(100, 333)).equals(DATA.subarray(100, 433))).toBe(true);
     expect(requests.at(-1)).toBe('/folder/vm/d-flat.vmdk?dcPath=DC0&dsName=ds1 bytes=100-432');
+  });
+
+  it('receives a range into a buffer given back by release(), never into one a failed attempt used', async () => {
+    let failures = 0;
+    const { connection, intos } = fakeConnection((url, start, end, response) => {
+      if (start === 0 && failures-- > 0) throw new Error('socket hang up');
+      return response;
+    });
+    const disk = await openDatastoreDisk(connection, 'DC0', DISK, { retryBaseMs: 1 });
+    const first = await disk.read(0, 4096);
+    disk.release?.(first);
+    disk.release?.(Buffer.alloc(8192).subarray(0, 4096)); // a view: not kept
+    const second = await disk.read(4096, 4096);
+    expect(second).toBe(first);
+    expect(second.equals(DATA.subarray(4096, 8192))).toBe(true);
+    expect((await disk.read(0, 4096)).equals(DATA.subarray(0, 4096))).toBe(true); // no spare left: a new buffer
+    disk.release?.(second);
+    failures = 1;
+    intos.length = 0;
+    const third = await disk.read(0, 4096);
+    expect(third.equals(DATA.subarray(0, 4096))).toBe(true);
+    expect(intos).toEqual([second, undefined]); // the retry got no buffer of the failed attempt
+    expect(third).not.toBe(second);
   });
 
   it('rejects a mismatching Content-Range with a DiskError naming the file and offset, after retrying', async () => {

@@ -41,8 +41,13 @@ export function parseContentRange(header: string | undefined): { start: number; 
   return { start: Number(match[1]), end: Number(match[2]), ...(match[3] !== '*' ? { total: Number(match[3]) } : {}) };
 }
 
+/** Buffers a DatastoreDisk keeps for reuse at most (see release). */
+const MAX_SPARES = 8;
+
 class DatastoreDisk implements Disk {
   private closed = false;
+  /** Buffers given back (release): a later read of their length receives its range into one of them. */
+  private readonly spares: Buffer[] = [];
 
   constructor(
     private readonly connection: VimConnection,
@@ -59,12 +64,16 @@ class DatastoreDisk implements Disk {
     checkRange(this, this.source, offset, length);
     if (this.closed) throw new DiskError('read after close', this.source, offset);
     if (length === 0) return Buffer.alloc(0);
+    const spare = this.spares.findIndex((b) => b.length === length);
+    // A spare serves the first attempt only: a retry never shares a buffer with a request that failed.
+    let into = spare >= 0 ? this.spares.splice(spare, 1)[0] : undefined;
     let lastError: unknown;
     for (let attempt = 0; attempt <= this.options.retries; attempt++) {
       if (attempt > 0) await sleep(this.options.retryBaseMs * 2 ** (attempt - 1));
       try {
-        return await this.readOnce(offset, length);
+        return await this.readOnce(offset, length, into);
       } catch (error) {
+        into = undefined;
         lastError = error;
         if (error instanceof RangeRefusedError) break;
       }
@@ -74,10 +83,20 @@ class DatastoreDisk implements Disk {
     throw new DiskError(`range read failed after ${this.options.retries + 1} attempts: ${reason}`, this.source, offset);
   }
 
-  private async readOnce(offset: number, length: number): Promise<Buffer> {
+  /**
+   * Keeps a buffer a read returned, which its caller no longer uses, for a later read of the same length: a
+   * backup then receives its chunks into a few buffers instead of allocating one per chunk.
+   */
+  release(buffer: Buffer): void {
+    if (!this.closed && this.spares.length < MAX_SPARES && buffer.length > 0 && buffer.byteOffset === 0 && buffer.byteLength === buffer.buffer.byteLength) {
+      this.spares.push(buffer);
+    }
+  }
+
+  private async readOnce(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const start = this.base + offset;
     const end = start + length - 1;
-    const response = await this.connection.get(this.dataUrl, { Range: `bytes=${start}-${end}` }, length);
+    const response = await this.connection.get(this.dataUrl, { Range: `bytes=${start}-${end}` }, length, into);
     if (response.status !== 206) {
       const ErrorType = response.status === 404 || response.status === 416 ? RangeRefusedError : DiskError;
       throw new ErrorType(`expected HTTP 206 for bytes ${start}-${end}, got HTTP ${response.status}`, this.source, offset);
@@ -102,6 +121,7 @@ class DatastoreDisk implements Disk {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.spares.length = 0;
   }
 }
 

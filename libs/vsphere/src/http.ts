@@ -19,28 +19,36 @@ export interface HttpGetOptions {
   timeoutMs: number;
   /** Refuse bodies larger than this (bytes). */
   maxBytes: number;
+  /**
+   * Collect the body into this buffer (at least `maxBytes` long) instead of allocating one: the response's body
+   * is then `into` itself when the body fills it, else a view of its start.
+   */
+  into?: Buffer;
 }
 
 export function httpGet(url: string, options: HttpGetOptions): Promise<HttpResponse> {
   const what = `GET ${new URL(url).pathname}`;
   return new Promise<HttpResponse>((resolve, reject) => {
+    const into = options.into && options.into.length >= options.maxBytes ? options.into : undefined;
     const request = https.get(url, { agent: options.agent, headers: options.headers }, (response) => {
       const chunks: Buffer[] = [];
       let size = 0;
       response.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > options.maxBytes) {
+        if (size + chunk.length > options.maxBytes) {
           request.destroy(new ConnectionError(`${what} on ${options.host}: response larger than ${options.maxBytes} bytes`));
           return;
         }
-        chunks.push(chunk);
+        if (into) chunk.copy(into, size);
+        else chunks.push(chunk);
+        size += chunk.length;
       });
       response.once('end', () => {
         if (!response.complete) {
           reject(new ConnectionError(`${what} on ${options.host}: connection closed mid-response`));
           return;
         }
-        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) });
+        const body = !into ? Buffer.concat(chunks) : size === into.length ? into : into.subarray(0, size);
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body });
       });
       response.once('error', (error) => reject(mapSoapError(error, options.host, what)));
     });

@@ -53,20 +53,14 @@ export async function copySparse(source: Disk, file: OutputFile, opts: WriteOpti
   }
 }
 
-/** A source that takes buffers back once their reader is done with them (a restore point: see PointDisk.release). */
-interface Releasing {
-  release(buffer: Buffer): void;
-}
-
 /**
  * `source` as scanData reads it, remembering each read so that its buffer goes back to the source (when it takes
  * buffers back) as soon as every piece cut from it is written: pieces come in increasing offset order, so once
  * the scan and the writes have both passed `offset`, every read ending at or before it is done.
  */
 function releasingReads(source: Disk, enabled: boolean): { disk: Disk; doneBefore(offset: number): void } {
-  const release = (source as Partial<Releasing>).release;
-  if (!enabled || typeof release !== 'function') return { disk: source, doneBefore: () => undefined };
-  const give = (buffer: Buffer) => release.call(source, buffer);
+  if (!enabled || !source.release) return { disk: source, doneBefore: () => undefined };
+  const give = (buffer: Buffer) => source.release?.(buffer);
   const pending: { end: number; data: Promise<Buffer> }[] = [];
   const disk: Disk = {
     size: source.size,
