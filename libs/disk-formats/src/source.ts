@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { SpareBuffers } from '@vmkeep/disk';
 import { DiskFormatError, MissingFileError } from './errors';
 
 /**
@@ -32,12 +33,9 @@ function checkRead(src: { name: string; size: number }, offset: number, length: 
   }
 }
 
-/** Buffers a FileSource keeps for reuse at most. */
-const MAX_SPARES = 8;
-
 export class FileSource implements ByteSource {
   /** Buffers given back (release), handed out again by reads of their length. */
-  private readonly spares: Buffer[] = [];
+  private readonly spares = new SpareBuffers();
 
   private constructor(
     readonly name: string,
@@ -65,8 +63,7 @@ export class FileSource implements ByteSource {
 
   async read(offset: number, length: number, structure: string): Promise<Buffer> {
     checkRead(this, offset, length, structure);
-    const spare = this.spares.findIndex((b) => b.length === length);
-    const buf = spare >= 0 ? this.spares.splice(spare, 1)[0] : Buffer.allocUnsafe(length);
+    const buf = this.spares.take(length) ?? Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.handle.read(buf, done, length - done, offset + done);
@@ -83,13 +80,11 @@ export class FileSource implements ByteSource {
    * allocates a few buffers instead of one per chunk, which spares the garbage collector gigabytes of turnover.
    */
   release(buffer: Buffer): void {
-    if (this.spares.length < MAX_SPARES && buffer.length > 0 && buffer.byteOffset === 0 && buffer.byteLength === buffer.buffer.byteLength) {
-      this.spares.push(buffer);
-    }
+    this.spares.give(buffer);
   }
 
   async close(): Promise<void> {
-    this.spares.length = 0;
+    this.spares.clear();
     await this.handle.close();
   }
 }

@@ -70,3 +70,4 @@ export class BufferDisk implements Disk {
 
 // Kept last: overlay.ts uses the definitions above.
 export * from './overlay';
+export { SpareBuffers } from './spare-buffers';

@@ -4,7 +4,7 @@
  * backing file that is not a descriptor is read as raw data. Data is fetched with Range requests whose
  * 206 status, Content-Range and length are verified; a failed range is retried a few times.
  */
-import { checkRange, DiskError, type Disk, type Extent } from '@vmkeep/disk';
+import { checkRange, DiskError, SpareBuffers, type Disk, type Extent } from '@vmkeep/disk';
 import { parseDescriptor } from '@vmkeep/disk-formats';
 import type { VimConnection } from './connection';
 import { parseDatastorePath } from './devices';
@@ -41,13 +41,10 @@ export function parseContentRange(header: string | undefined): { start: number; 
   return { start: Number(match[1]), end: Number(match[2]), ...(match[3] !== '*' ? { total: Number(match[3]) } : {}) };
 }
 
-/** Buffers a DatastoreDisk keeps for reuse at most (see release). */
-const MAX_SPARES = 8;
-
 class DatastoreDisk implements Disk {
   private closed = false;
   /** Buffers given back (release): a later read of their length receives its range into one of them. */
-  private readonly spares: Buffer[] = [];
+  private readonly spares = new SpareBuffers();
 
   constructor(
     private readonly connection: VimConnection,
@@ -64,9 +61,8 @@ class DatastoreDisk implements Disk {
     checkRange(this, this.source, offset, length);
     if (this.closed) throw new DiskError('read after close', this.source, offset);
     if (length === 0) return Buffer.alloc(0);
-    const spare = this.spares.findIndex((b) => b.length === length);
     // A spare serves the first attempt only: a retry never shares a buffer with a request that failed.
-    let into = spare >= 0 ? this.spares.splice(spare, 1)[0] : undefined;
+    let into = this.spares.take(length);
     let lastError: unknown;
     for (let attempt = 0; attempt <= this.options.retries; attempt++) {
       if (attempt > 0) await sleep(this.options.retryBaseMs * 2 ** (attempt - 1));
@@ -88,9 +84,7 @@ class DatastoreDisk implements Disk {
    * backup then receives its chunks into a few buffers instead of allocating one per chunk.
    */
   release(buffer: Buffer): void {
-    if (!this.closed && this.spares.length < MAX_SPARES && buffer.length > 0 && buffer.byteOffset === 0 && buffer.byteLength === buffer.buffer.byteLength) {
-      this.spares.push(buffer);
-    }
+    if (!this.closed) this.spares.give(buffer);
   }
 
   private async readOnce(offset: number, length: number, into?: Buffer): Promise<Buffer> {
@@ -121,7 +115,7 @@ class DatastoreDisk implements Disk {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.spares.length = 0;
+    this.spares.clear();
   }
 }
 
