@@ -865,6 +865,7 @@ export class Repository {
         encryptionKey: encKey,
         knownBad: await this.badChunks.ids(),
         onRepaired: (hex: string) => this.badChunks.remove(hex),
+        onBadChunk: (hex: string, reason: string) => this.badChunks.add(hex, reason),
       };
       const parent = opts.parent && {
         index: await this.readIndex(opts.parent.pointId, await this.manifestDisk(opts.parent.pointId, opts.parent.diskKey)),

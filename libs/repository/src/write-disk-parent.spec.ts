@@ -108,6 +108,8 @@ describe('incremental writeDisk (parent)', () => {
     const { id } = await writer.commit({});
     expect(stats.bytesRead).toBe(2 * CS);
     expect(stats.patchedChunks ?? 0).toBe(0);
+    // The damage is recorded as verify would record it, so verify reports it and a backup stores it again.
+    expect((await repo.listBadChunks()).map((b) => b.id)).toEqual([chunk3.toString('hex')]);
     expect((await readAll(await repo.openDisk(id, 'disk-1'))).equals(next)).toBe(true);
   });
 

@@ -12,7 +12,7 @@ import type { ChunkIdScheme } from './codec';
 import type { ChunkCodec } from './chunk-workers';
 import type { ChunkStore } from './chunk-store';
 import { ZERO_CHUNK_ID } from './constants';
-import { RepositoryError, WriteAbortedError } from './errors';
+import { CorruptChunkError, MissingChunkError, RepositoryError, WriteAbortedError } from './errors';
 import type { FixedIndex, FixedIndexWriter } from './fixed-index';
 import type { DiskWriteStats, WriteProgress } from './types';
 
@@ -26,8 +26,13 @@ export interface PipelineDeps {
   concurrency: number;
   /** AES key of an encrypted repository: blobs are sealed with it. */
   encryptionKey?: Uint8Array;
-  /** Hex ids of chunks verify found bad: stored again (overwriting) instead of deduplicated against. */
-  knownBad?: ReadonlySet<string>;
+  /**
+   * Hex ids of chunks verify found bad: stored again (overwriting) instead of deduplicated against. A parent
+   * chunk found damaged while patching is added (later chunks of this write then do not reuse it).
+   */
+  knownBad?: Set<string>;
+  /** Called when a parent chunk loaded for a patch turns out corrupt or missing (it is then read whole). */
+  onBadChunk?: (idHex: string, reason: string) => Promise<void>;
   /** Called after a known-bad chunk was stored again. */
   onRepaired?: (idHex: string) => Promise<void>;
 }
@@ -208,7 +213,15 @@ export async function writeDiskChunks(
     let data: Buffer | undefined;
     if (base === ZERO_CHUNK_ID) data = Buffer.alloc(length);
     else {
-      data = await parent!.load!(base).catch(() => undefined);
+      data = await parent!.load!(base).catch(async (err: unknown) => {
+        // Damage is recorded like verify records it; anything else (a read that failed this time) is not.
+        if (err instanceof CorruptChunkError || err instanceof MissingChunkError) {
+          const hex = base.toString('hex');
+          deps.knownBad?.add(hex);
+          await deps.onBadChunk?.(hex, err instanceof CorruptChunkError ? err.reason : 'missing');
+        }
+        return undefined;
+      });
       if (data?.length !== length) data = undefined;
     }
     if (!data) return processChunk(start, length, allocated);
