@@ -25,13 +25,13 @@ import { loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { openRaw } from '@vmkeep/disk-formats';
 import type { FileSystem } from '@vmkeep/filesystems';
 import { FileIndexStore, indexPoint } from '@vmkeep/file-index';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
 import { FileBrowser } from '../libs/restore/src/files/browser';
 import { readFileRange } from '../libs/restore/src/files/file-stream';
 import { withNtfsMount } from '../test/peers/ntfs-images';
+import { writeImagePoint } from '../test/peers/repository-points';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -86,16 +86,7 @@ async function backUp(image: string, repoDir: string, encrypt = false) {
   const repo = encrypt
     ? await Repository.init(repoDir, { encrypt: true, kdf: 'insecure-fast-for-tests' }, { passphrase: PASSPHRASE })
     : await Repository.init(repoDir);
-  const { value: pointId, s, cpu } = await timed(async () => {
-    const writer = repo.beginPoint();
-    const disk = await openRaw(image);
-    try {
-      await writer.writeDisk('disk-2000', disk);
-    } finally {
-      await disk.close();
-    }
-    return (await writer.commit({ vm: 'bench' })).id;
-  });
+  const { value: pointId, s, cpu } = await timed(() => writeImagePoint(repo, { 'disk-2000': image }, { vm: 'bench' }));
   return { repo, pointId, s, cpu };
 }
 
@@ -105,27 +96,35 @@ async function openBrowser(repoDir: string, pointId: string, encrypted = false):
   return FileBrowser.open([{ key: 'disk-2000', disk: await repo.openDisk(pointId, 'disk-2000') }]);
 }
 
+/**
+ * The listings both browse paths are measured on: the first 100 of /big sorted by name (with this thread's event
+ * loop utilisation and longest stall meanwhile), the same again, and the first 100 unsorted; checks the first.
+ */
+async function measureListings(kind: string, browser: Pick<FileBrowser, 'volumes' | 'list'>) {
+  const volume = browser.volumes.findIndex((v) => v.fileSystem);
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  const loop = performance.eventLoopUtilization();
+  const sorted = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
+  const utilization = performance.eventLoopUtilization(loop).utilization;
+  delay.disable();
+  const again = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
+  const unsorted = await timed(() => browser.list(volume, '/big', { limit: 100 }));
+  checkListing(kind, sorted.value);
+  return { sorted, again, unsorted, utilization, stallMs: delay.max / 1e6 };
+}
+
 async function listingOn(kind: string, work: string, image: string): Promise<void> {
   const { repo, pointId, s } = await backUp(image, path.join(work, `repo-${kind}`));
   await repo.close();
   console.log(`  ${kind}: backed up in ${s.toFixed(2)} s`);
-  const delay = monitorEventLoopDelay({ resolution: 10 });
   const opened = await timed(() => openBrowser(path.join(work, `repo-${kind}`), pointId));
   const browser = opened.value;
   try {
-    const volume = browser.volumes.findIndex((v) => v.fileSystem);
-    delay.enable();
-    const loop = performance.eventLoopUtilization();
-    const sorted = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
-    const utilization = performance.eventLoopUtilization(loop).utilization;
-    delay.disable();
-    const stall = delay.max / 1e6;
-    const again = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
-    const unsorted = await timed(() => browser.list(volume, '/big', { limit: 100 }));
-    checkListing(kind, sorted.value);
+    const { sorted, again, unsorted, utilization, stallMs } = await measureListings(kind, browser);
     console.log(
       `  ${kind} in this thread: open ${opened.s.toFixed(3)} s; first 100 sorted by name (reads all ${FILES}) ${sorted.s.toFixed(3)} s ` +
-        `(CPU ${sorted.cpu.toFixed(3)} s; event loop busy ${(100 * utilization).toFixed(0)} %, longest stall ${stall.toFixed(1)} ms, idle baseline ${(await baselineStall()).toFixed(1)} ms), ` +
+        `(CPU ${sorted.cpu.toFixed(3)} s; event loop busy ${(100 * utilization).toFixed(0)} %, longest stall ${stallMs.toFixed(1)} ms, idle baseline ${(await baselineStall()).toFixed(1)} ms), ` +
         `again ${again.s.toFixed(3)} s (CPU ${again.cpu.toFixed(3)} s); unsorted first 100 ${unsorted.s.toFixed(3)} s; load ${load()}`,
     );
   } finally {
@@ -162,24 +161,15 @@ async function threadedListingOn(kind: string, repoDir: string, pointId: string)
     return;
   }
   const rssBefore = process.memoryUsage().rss;
-  const delay = monitorEventLoopDelay({ resolution: 10 });
   const opened = await timed(() => lib.ThreadedFileBrowser.open({ repository: { location: repoDir }, pointId, diskKeys: ['disk-2000'] }));
   const browser = opened.value;
   let rssOpen: number;
   try {
-    const volume = browser.volumes.findIndex((v) => v.fileSystem);
-    delay.enable();
-    const loop = performance.eventLoopUtilization();
-    const sorted = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
-    const utilization = performance.eventLoopUtilization(loop).utilization;
-    delay.disable();
-    const again = await timed(() => browser.list(volume, '/big', { sort: 'name', limit: 100 }));
-    const unsorted = await timed(() => browser.list(volume, '/big', { limit: 100 }));
-    checkListing(kind, sorted.value);
+    const { sorted, again, unsorted, utilization, stallMs } = await measureListings(kind, browser);
     rssOpen = process.memoryUsage().rss;
     console.log(
       `  ${kind} on a worker thread: open ${opened.s.toFixed(3)} s (CPU ${opened.cpu.toFixed(3)} s); first 100 sorted by name ${sorted.s.toFixed(3)} s ` +
-        `(CPU ${sorted.cpu.toFixed(3)} s, all threads; this thread's event loop busy ${(100 * utilization).toFixed(1)} %, longest stall ${(delay.max / 1e6).toFixed(1)} ms), ` +
+        `(CPU ${sorted.cpu.toFixed(3)} s, all threads; this thread's event loop busy ${(100 * utilization).toFixed(1)} %, longest stall ${stallMs.toFixed(1)} ms), ` +
         `again ${again.s.toFixed(3)} s (CPU ${again.cpu.toFixed(3)} s); unsorted first 100 ${unsorted.s.toFixed(3)} s; load ${load()}`,
     );
   } finally {

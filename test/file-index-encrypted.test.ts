@@ -13,10 +13,10 @@ import * as path from 'node:path';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { loadConfig, type AppConfig } from '@vmkeep/config';
-import { openRaw } from '@vmkeep/disk-formats';
 import { FileIndexError, FileIndexStore, encodePage, indexPoint, searchPoints } from '@vmkeep/file-index';
 import { HostEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
+import { writeImagePoint } from './peers/repository-points';
 import { startApiApp } from './peers/api-app';
 import { makeExt } from './peers/fs-images';
 
@@ -60,11 +60,7 @@ describe('file index of an encrypted repository', () => {
     );
     // The appliance's default repository, encrypted (it opens it with VMKEEP_REPOSITORY_PASSPHRASE).
     repo = await Repository.init(config.repositoryPath, { encrypt: true, kdf: 'insecure-fast-for-tests' }, { passphrase: PASSPHRASE });
-    const writer = repo.beginPoint();
-    const disk = await openRaw(image);
-    await writer.writeDisk('disk-2000', disk);
-    await disk.close();
-    pointId = (await writer.commit({ vm: 'enc-vm' })).id;
+    pointId = await writeImagePoint(repo, { 'disk-2000': image }, { vm: 'enc-vm' });
 
     const opened = await repo.openDisk(pointId, 'disk-2000');
     try {

@@ -14,12 +14,12 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { openRaw } from '@vmkeep/disk-formats';
 import { FileIndexStore, indexPoint, indexPointInWorker, type PointIndexRecord } from '@vmkeep/file-index';
 import type { Logger } from '@nestjs/common';
 import type { JobEntity, RestorePointEntity } from '@vmkeep/persistence';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
 import { indexBackupFiles } from '../libs/backup/src/file-index';
+import { writeImagePoint } from './peers/repository-points';
 import { run } from './peers/fs-images';
 import { startS3 } from './peers/s3';
 
@@ -54,16 +54,7 @@ describe('file index walk on a worker thread', () => {
 
     repoDir = path.join(work, 'repo');
     repo = await Repository.init(repoDir, { encrypt: true, kdf: 'insecure-fast-for-tests' }, { passphrase: PASSPHRASE });
-    const writer = repo.beginPoint();
-    for (const [key, file] of [['disk-2000', ext4], ['disk-2001', noise]]) {
-      const disk = await openRaw(file);
-      try {
-        await writer.writeDisk(key, disk);
-      } finally {
-        await disk.close();
-      }
-    }
-    pointId = (await writer.commit({ vm: 'threads' })).id;
+    pointId = await writeImagePoint(repo, { 'disk-2000': ext4, 'disk-2001': noise }, { vm: 'threads' });
   });
 
   afterAll(async () => {
@@ -131,21 +122,22 @@ describe('file index walk on a worker thread', () => {
     expect(ticks).toBeGreaterThan(ms / 10 / 4);
   });
 
+  /** The backup hook as a finished backup job runs it, for the point's `disks`; phases it sets go to `phases`. */
+  const runHook = (jobId: string, disks: string[], signal = new AbortController().signal, phases: string[] = []) =>
+    indexBackupFiles({
+      repo,
+      reopen: opening(),
+      job: { id: jobId, options: {} } as unknown as JobEntity,
+      point: { id: `row-${jobId}`, repositoryPointId: pointId, disks: disks.map((key) => ({ key })) } as unknown as RestorePointEntity,
+      phase: 'done',
+      signal,
+      log: { warn: () => undefined } as unknown as Logger,
+      setPhase: async (p) => void phases.push(p),
+    });
+
   it('the backup hook indexes on the worker: stats, warnings on the phase, interrupted on abort', async () => {
-    const job = { id: 'job-1', options: {} } as unknown as JobEntity;
-    const point = { id: 'row-1', repositoryPointId: pointId, disks: [{ key: 'disk-2000' }, { key: 'disk-2001' }] } as unknown as RestorePointEntity;
     const phases: string[] = [];
-    const hook = (signal: AbortSignal) =>
-      indexBackupFiles({
-        repo,
-        reopen: opening(),
-        job,
-        point,
-        phase: 'done',
-        signal,
-        log: { warn: () => undefined } as unknown as Logger,
-        setPhase: async (p) => void phases.push(p),
-      });
+    const hook = (signal: AbortSignal) => runHook('job-1', ['disk-2000', 'disk-2001'], signal, phases);
     const done = await hook(new AbortController().signal);
     expect(phases).toEqual(['indexing guest files']);
     expect(done.stats).toMatchObject({ indexedFiles: (await FileIndexStore.forRepository(repo).getPoint(pointId))!.entries });
@@ -158,19 +150,7 @@ describe('file index walk on a worker thread', () => {
   });
 
   it('the backup hook hands the worker the unwrapped keys: the KDF runs once per backup, not again on the worker', async () => {
-    const job = { id: 'job-2', options: {} } as unknown as JobEntity;
-    const point = { id: 'row-2', repositoryPointId: pointId, disks: [{ key: 'disk-2000' }] } as unknown as RestorePointEntity;
-    const hook = () =>
-      indexBackupFiles({
-        repo,
-        reopen: opening(),
-        job,
-        point,
-        phase: 'done',
-        signal: new AbortController().signal,
-        log: { warn: () => undefined } as unknown as Logger,
-        setPhase: async () => undefined,
-      });
+    const hook = () => runHook('job-2', ['disk-2000']);
     // Without its key file the repository opens only with the keys themselves: the passphrase path (the KDF) fails.
     const keyFile = path.join(repoDir, 'key.json');
     await fs.rename(keyFile, `${keyFile}.away`);
@@ -198,10 +178,7 @@ describe('file index walk on a worker thread', () => {
       await fs.writeFile(path.join(tree, 'etc', 'hostname'), 'threads\n');
       const image = path.join(work, 'small.img');
       await run('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', tree, image, '8M']);
-      const writer = bucketRepo.beginPoint();
-      const disk = await openRaw(image);
-      await writer.writeDisk('disk-2000', disk).finally(() => disk.close());
-      const id = (await writer.commit({ vm: 'threads-s3' })).id;
+      const id = await writeImagePoint(bucketRepo, { 'disk-2000': image }, { vm: 'threads-s3' });
 
       const { record } = await indexPointInWorker({ location, runtime }, id, ['disk-2000']);
       expect(record.volumes).toEqual([expect.objectContaining({ volume: 'disk-2000:0', fsType: 'ext4' })]);

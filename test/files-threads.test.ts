@@ -17,11 +17,11 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { loadConfig } from '@vmkeep/config';
 import { VmkeepError } from '@vmkeep/contracts';
-import { openRaw } from '@vmkeep/disk-formats';
 import { PathError } from '@vmkeep/filesystems';
 import { HostEntity, RepositoryEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { Repository } from '@vmkeep/repository';
 import { BrowseSessions, BrowseWorkerError, FileBrowser, FileBrowseService, GuestPathError, ThreadedFileBrowser } from '@vmkeep/restore';
+import { writeImagePoint } from './peers/repository-points';
 import { roleTokens, startApiApp } from './peers/api-app';
 import { run } from './peers/fs-images';
 
@@ -61,14 +61,7 @@ describe('browse sessions on worker threads', () => {
     await fs.rm(tree, { recursive: true });
     repoDir = path.join(work, 'repo');
     repo = await Repository.init(repoDir, { encrypt: true, kdf: 'insecure-fast-for-tests' }, { passphrase: PASSPHRASE });
-    const writer = repo.beginPoint();
-    const disk = await openRaw(image);
-    try {
-      await writer.writeDisk('disk-2000', disk);
-    } finally {
-      await disk.close();
-    }
-    pointId = (await writer.commit({ vm: 'threads' })).id;
+    pointId = await writeImagePoint(repo, { 'disk-2000': image }, { vm: 'threads' });
     sessions = new BrowseSessions({
       open: async () => {
         opened++;

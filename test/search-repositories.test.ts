@@ -15,10 +15,10 @@ import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { loadConfig, type AppConfig } from '@vmkeep/config';
-import { openRaw } from '@vmkeep/disk-formats';
 import { FileIndexStore, indexPoint } from '@vmkeep/file-index';
 import { HostEntity, RestorePointEntity, VmEntity } from '@vmkeep/persistence';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
+import { writeImagePoint } from './peers/repository-points';
 import { startApiApp } from './peers/api-app';
 import { makeExt } from './peers/fs-images';
 import { S3_TEST_CREDENTIALS, startS3, type S3Peer } from './peers/s3';
@@ -46,14 +46,7 @@ async function extImage(work: string, name: string, files: Tree): Promise<string
 
 /** A committed point of `image` (as disk-2000), indexed unless `index` is false. */
 async function backup(repo: Repository, image: string, meta: Record<string, unknown>, index = true): Promise<string> {
-  const writer = repo.beginPoint();
-  const disk = await openRaw(image);
-  try {
-    await writer.writeDisk('disk-2000', disk);
-  } finally {
-    await disk.close();
-  }
-  const id = (await writer.commit(meta)).id;
+  const id = await writeImagePoint(repo, { 'disk-2000': image }, meta);
   if (index) {
     const opened = await repo.openDisk(id, 'disk-2000');
     try {

@@ -2,15 +2,21 @@
 import { openImage } from '@vmkeep/disk-formats';
 import { Repository } from '@vmkeep/repository';
 
-/** Creates a repository at `repoPath` holding one point: the image file as disk `diskKey`; returns the point's id. */
-export async function imagePoint(repoPath: string, image: string, meta: Record<string, unknown>, diskKey = 'disk-2000'): Promise<string> {
-  const repo = await Repository.init(repoPath);
+/** Commits one point to `repo` holding each image file (any format openImage reads) as its disk key; returns the point's id. */
+export async function writeImagePoint(repo: Repository, disks: Record<string, string>, meta: Record<string, unknown>): Promise<string> {
   const writer = repo.beginPoint();
-  const disk = await openImage(image);
-  try {
-    await writer.writeDisk(diskKey, disk);
-  } finally {
-    await disk.close();
+  for (const [key, image] of Object.entries(disks)) {
+    const disk = await openImage(image);
+    try {
+      await writer.writeDisk(key, disk);
+    } finally {
+      await disk.close();
+    }
   }
   return (await writer.commit(meta)).id;
+}
+
+/** Creates a repository at `repoPath` holding one point: the image file as disk `diskKey`; returns the point's id. */
+export async function imagePoint(repoPath: string, image: string, meta: Record<string, unknown>, diskKey = 'disk-2000'): Promise<string> {
+  return writeImagePoint(await Repository.init(repoPath), { [diskKey]: image }, meta);
 }
