@@ -40,7 +40,7 @@ describe('ExclusiveLock', () => {
     // Another host's lock: only its age counts.
     await write({ operation: 'gc', host: 'elsewhere', pid: 1, startedAt: 'then', token: 'b' });
     await expect(lock.acquire('prune', { staleMs: 60_000 })).rejects.toBeInstanceOf(RepositoryLockedError);
-    const old = new Date(Date.now() - 120_000);
+    const old = new Date(Date.now() - 130_000); // clear of the 120 s boundary where the age switches to minutes
     await fs.utimes(path.join(dir, 'exclusive.json'), old, old);
     seen.length = 0;
     const taken = await lock.acquire('prune', { staleMs: 60_000, onStale: (s) => seen.push(s) });
