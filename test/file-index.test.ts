@@ -28,7 +28,8 @@ const REDIS_DB = 6;
 const VM = 'file-index-vm';
 const T0 = new Date('2025-03-01T10:00:00Z');
 const T1 = new Date('2025-04-02T12:30:00Z');
-const DATA_FILES = 6000;
+/** Enough entries for several index pages (≈ 2048 entries each on average). */
+const DATA_FILES = 15000;
 
 interface Hit {
   vmName: string;
@@ -80,8 +81,8 @@ describe('guest file index at backup time, search across restore points', () => 
     await write(tree2, 'home/alice/new-report.txt', 'quarterly numbers\n', T1);
     await fs.rm(path.join(tree2, 'home/alice/notes.txt'));
     await fs.utimes(path.join(tree2, 'home/alice'), T1, T1);
-    v1Image = await makeExt(path.join(work, 'v1.img'), tree1, { type: 'ext4', sizeMiB: 32 });
-    v2Image = await makeExt(path.join(work, 'v2.img'), tree2, { type: 'ext4', sizeMiB: 32 });
+    v1Image = await makeExt(path.join(work, 'v1.img'), tree1, { type: 'ext4', sizeMiB: 64 });
+    v2Image = await makeExt(path.join(work, 'v2.img'), tree2, { type: 'ext4', sizeMiB: 64 });
     const noFs = await buildRandomZeroImage({ dir: work, seed: 'file-index', sizeMiB: 4 });
     sim = await startVcsim({ seed: [{ name: VM, disks: [{ image: v1Image }, { image: noFs.path }] }] });
 
@@ -137,7 +138,7 @@ describe('guest file index at backup time, search across restore points', () => 
   it('indexes the first point; the disk without a file system is a warning and the backup succeeds', async () => {
     first = await backup();
     const stats = first.job.stats!;
-    // Every entry of the tree: 4 named files, 6000 data files in 60 folders, data, etc, home, home/alice, link, lost+found.
+    // Every entry of the tree: 4 named files, DATA_FILES data files in 60 folders, data, etc, home, home/alice, link, lost+found.
     expect(stats.indexedFiles).toBe(4 + DATA_FILES + 60 + 6);
     expect(stats.indexNewPages).toBe(stats.indexPages);
     expect(stats.indexPages).toBeGreaterThanOrEqual(6);

@@ -28,7 +28,12 @@ export interface PagingParams {
   maxEntries: number;
 }
 
-export const DEFAULT_PAGING: PagingParams = { minEntries: 64, averageEntries: 512, maxEntries: 8192 };
+/**
+ * About 2048 entries per page (a few KiB stored): 1,000,000 files make ~500 page objects instead of ~2000 at 512,
+ * which took a third of the indexing time in put-if-absent writes (docs/benchmarks.md), while one changed file
+ * still rewrites only its page. The cap (8× the average) is almost never reached by chance.
+ */
+export const DEFAULT_PAGING: PagingParams = { minEntries: 128, averageEntries: 2048, maxEntries: 16384 };
 
 const TYPE_CODES: Record<IndexedType, string> = { file: 'f', directory: 'd', symlink: 'l', other: 'o' };
 const CODE_TYPES: Record<string, IndexedType> = { f: 'file', d: 'directory', l: 'symlink', o: 'other' };
