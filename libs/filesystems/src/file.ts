@@ -110,6 +110,13 @@ export abstract class TreeFileSystem<N> implements FileSystem {
   protected abstract statOf(node: N): FileStat;
   /** Entries of a directory node, without "." and "..". */
   protected abstract entries(dir: N): AsyncIterable<RawEntry<N>>;
+  /**
+   * `entries` in batches: listings iterate these, one promise per batch instead of one per entry. Readers that
+   * parse a folder a block at a time override it; by default every entry is a batch of its own.
+   */
+  protected async *entryBatches(dir: N): AsyncIterable<readonly RawEntry<N>[]> {
+    for await (const entry of this.entries(dir)) yield [entry];
+  }
   protected abstract lookup(dir: N, name: string): Promise<N | undefined>;
   protected abstract readlinkOf(node: N, path: string): Promise<string>;
   protected abstract openNode(node: N, path: string): Promise<FileHandle>;
@@ -136,17 +143,19 @@ export abstract class TreeFileSystem<N> implements FileSystem {
     if (this.statOf(dir).type !== 'directory') throw new PathError('ENOTDIR', path, 'not a directory');
     const entries: DirEntry[] = [];
     let index = 0;
-    for await (const raw of this.entries(dir)) {
-      // Cached metadata resolves without I/O: give timers and sockets a turn now and then in a huge folder.
-      if ((index & 4095) === 4095) await yieldToEventLoop();
-      if (index++ < offset) continue;
-      if (entries.length === limit) return { entries, nextOffset: offset + limit };
-      try {
-        entries.push({ name: raw.name, stat: raw.stat?.() ?? this.statOf(await raw.load()) });
-      } catch (e) {
-        // One damaged inode does not hide the rest of the folder: it is listed with its error.
-        if (!(e instanceof FileSystemError)) throw e;
-        entries.push({ name: raw.name, stat: { ...UNKNOWN_STAT }, error: e.message });
+    for await (const batch of this.entryBatches(dir)) {
+      for (const raw of batch) {
+        // Cached metadata resolves without I/O: give timers and sockets a turn now and then in a huge folder.
+        if ((index & 4095) === 4095) await yieldToEventLoop();
+        if (index++ < offset) continue;
+        if (entries.length === limit) return { entries, nextOffset: offset + limit };
+        try {
+          entries.push({ name: raw.name, stat: raw.stat?.() ?? this.statOf(await raw.load()) });
+        } catch (e) {
+          // One damaged inode does not hide the rest of the folder: it is listed with its error.
+          if (!(e instanceof FileSystemError)) throw e;
+          entries.push({ name: raw.name, stat: { ...UNKNOWN_STAT }, error: e.message });
+        }
       }
     }
     return { entries, nextOffset: null };
@@ -157,10 +166,12 @@ export abstract class TreeFileSystem<N> implements FileSystem {
     const dir = await this.resolve(path);
     if (this.statOf(dir).type !== 'directory') throw new PathError('ENOTDIR', path, 'not a directory');
     const names: string[] = [];
-    for await (const raw of this.entries(dir)) {
-      if (names.length === limit) return { names, complete: false };
-      names.push(raw.name);
-      if ((names.length & 4095) === 0) await yieldToEventLoop();
+    for await (const batch of this.entryBatches(dir)) {
+      for (const raw of batch) {
+        if (names.length === limit) return { names, complete: false };
+        names.push(raw.name);
+        if ((names.length & 4095) === 0) await yieldToEventLoop();
+      }
     }
     return { names, complete: true };
   }

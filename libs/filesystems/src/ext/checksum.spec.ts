@@ -13,7 +13,7 @@ import { BufferDisk } from '@vmkeep/disk';
 import { FileSystemError } from '../errors';
 import { openFileSystem } from '../open';
 import { crc32c } from '@vmkeep/disk-formats';
-import { extCrc, hasDirentTail, superblockCsumOk } from './checksum';
+import { extCrc, hasDirentTail, inodeCsumOkAt, superblockCsumOk } from './checksum';
 
 const exec = promisify(execFile);
 const BS = 4096;
@@ -61,6 +61,38 @@ test('extCrc is the kernel ext4_chksum: raw CRC-32C register without final inver
   expect(crc32c(data)).toBe(0xe3069283);
   expect(extCrc(0xffffffff, data)).toBe(~0xe3069283 >>> 0);
   expect(extCrc(extCrc(0xffffffff, data.subarray(0, 4)), data.subarray(4))).toBe(extCrc(0xffffffff, data));
+});
+
+test('inode checksums summed in place (zero tails skipped) equal the CRC of a copy with its checksum fields zeroed', () => {
+  // Every inode size, with and without i_checksum_hi, with zero tails of every length (also none, and not multiples
+  // of 8): the stored checksum computed the plain way must be accepted, and any other changed byte rejected.
+  let seed = 0x9e3779b9;
+  const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 24;
+  for (const size of [128, 256, 512, 1024]) {
+    for (const extra of size > 128 ? [0, 2, 4, 28, 32] : [0]) {
+      for (const dataEnd of [0x90, 0xa0, 0xa3, size - 17, size - 8, size]) {
+        if (dataEnd > size) continue;
+        const at = 13; // not aligned
+        const buf = Buffer.alloc(at + size + 7);
+        for (let i = 0; i < dataEnd; i++) buf[at + i] = random();
+        if (size > 128) buf.writeUInt16LE(extra, at + 0x80);
+        const hi = size > 128 && extra >= 4;
+        const plain = Buffer.from(buf.subarray(at, at + size));
+        plain.writeUInt16LE(0, 0x7c);
+        if (hi) plain.writeUInt16LE(0, 0x82);
+        const crc = extCrc(0x12345678, plain);
+        buf.writeUInt16LE(crc & 0xffff, at + 0x7c);
+        if (hi) buf.writeUInt16LE(crc >>> 16, at + 0x82);
+        expect({ size, extra, dataEnd, ok: inodeCsumOkAt(0x12345678, buf, at, size) }).toEqual({ size, extra, dataEnd, ok: true });
+        for (const flip of [0, 0x7b, 0x7e, 0x84, dataEnd - 1, size - 1]) {
+          if (flip >= size || flip === 0x80 || flip === 0x81) continue;
+          const copy = Buffer.from(buf);
+          copy[at + flip] ^= 0x01;
+          expect({ size, extra, flip, ok: inodeCsumOkAt(0x12345678, copy, at, size) }).toEqual({ size, extra, flip, ok: false });
+        }
+      }
+    }
+  }
 });
 
 test('hasDirentTail: only a block whose rec_len chain lands on the 12-byte tail, not one that merely ends like it', () => {

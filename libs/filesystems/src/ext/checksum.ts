@@ -40,14 +40,64 @@ function extCrcRange(seed: number, data: Uint8Array, start: number, end: number)
   return c >>> 0;
 }
 
+/**
+ * ZERO_RUNS[k]: the linear map "feed 8·2^k zero bytes" on the CRC register, as four 256-entry tables (one per byte
+ * of the register): the zero tail of an inode (≈ 40 % of a 256-byte inode without in-inode attributes) costs four
+ * lookups per power of two instead of a lookup per byte.
+ */
+const ZERO_RUNS: Uint32Array[] = (() => {
+  const t = TABLES;
+  const first = new Uint32Array(1024);
+  for (let j = 0; j < 4; j++) {
+    for (let b = 0; b < 256; b++) {
+      let c = (b << (8 * j)) >>> 0;
+      for (let k = 0; k < 8; k++) c = t[c & 0xff] ^ (c >>> 8);
+      first[j * 256 + b] = c >>> 0;
+    }
+  }
+  const runs = [first];
+  for (let k = 1; k < 7; k++) {
+    const half = runs[k - 1];
+    const op = new Uint32Array(1024);
+    for (let i = 0; i < 1024; i++) op[i] = applyRun(half, half[i]);
+    runs.push(op);
+  }
+  return runs;
+})();
+
+function applyRun(op: Uint32Array, c: number): number {
+  return (op[c & 0xff] ^ op[256 + ((c >>> 8) & 0xff)] ^ op[512 + ((c >>> 16) & 0xff)] ^ op[768 + (c >>> 24)]) >>> 0;
+}
+
+/** The register after `n` zero bytes. */
+function extCrcZeros(crc: number, n: number): number {
+  const t = TABLES;
+  let c = crc >>> 0;
+  for (let k = ZERO_RUNS.length - 1; k >= 0; k--) {
+    const run = 8 << k;
+    while (n >= run) {
+      c = applyRun(ZERO_RUNS[k], c);
+      n -= run;
+    }
+  }
+  for (; n > 0; n--) c = t[c & 0xff] ^ (c >>> 8);
+  return c >>> 0;
+}
+
+/** extCrcRange where the trailing zero bytes (in steps of 8) are fed through the zero-run maps. */
+function extCrcRangeZeroTail(seed: number, data: Uint8Array, start: number, end: number): number {
+  let z = end;
+  while (z - 8 >= start && (data[z - 1] | data[z - 2] | data[z - 3] | data[z - 4] | data[z - 5] | data[z - 6] | data[z - 7] | data[z - 8]) === 0) z -= 8;
+  const crc = extCrcRange(seed, data, start, z);
+  return z === end ? crc : extCrcZeros(crc, end - z);
+}
+
 /** One reused 4-byte scratch: checksums run synchronously, so no two callers share it at once. */
 const LE32 = Buffer.alloc(4);
 const le32 = (n: number) => {
   LE32.writeUInt32LE(n >>> 0);
   return LE32;
 };
-/** Reused copy of the inode being summed (its checksum fields zeroed). */
-let inodeScratch = Buffer.alloc(256);
 const ZERO2 = Buffer.alloc(2);
 const ZERO4 = Buffer.alloc(4);
 
@@ -85,13 +135,18 @@ export function inodeSeedAt(seed: number, ino: number, buf: Buffer, at: number):
 /** Whether i_checksum_hi holds the upper half of the inode's checksum (the extra space reaches it). */
 const hasChecksumHi = (buf: Buffer, at: number, size: number) => size > 128 && buf.readUInt16LE(at + 0x80) >= 4;
 
-/** The inode's checksum: CRC of the whole inode with i_checksum_lo (and i_checksum_hi, when present) as zeros. */
+/**
+ * The inode's checksum: CRC of the whole inode with i_checksum_lo (and i_checksum_hi, when present) as zeros,
+ * summed in place (no copy).
+ */
 function inodeChecksum(inodeCrcSeed: number, buf: Buffer, at: number, size: number): number {
-  if (inodeScratch.length !== size) inodeScratch = Buffer.alloc(size);
-  buf.copy(inodeScratch, 0, at, at + size);
-  inodeScratch.writeUInt16LE(0, 0x7c);
-  if (hasChecksumHi(buf, at, size)) inodeScratch.writeUInt16LE(0, 0x82);
-  return extCrc(inodeCrcSeed, inodeScratch);
+  let crc = extCrcRange(inodeCrcSeed, buf, at, at + 0x7c);
+  crc = extCrcZeros(crc, 2);
+  if (size <= 0x7e) return crc;
+  if (!hasChecksumHi(buf, at, size)) return extCrcRangeZeroTail(crc, buf, at + 0x7e, at + size);
+  crc = extCrcRange(crc, buf, at + 0x7e, at + 0x82);
+  crc = extCrcZeros(crc, 2);
+  return extCrcRangeZeroTail(crc, buf, at + 0x84, at + size);
 }
 
 /** i_checksum_lo (and i_checksum_hi when the inode's extra space holds it). */

@@ -484,10 +484,13 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
   }
 
   protected async *entries(dir: Inode): AsyncIterable<RawEntry<Inode>> {
+    for await (const batch of this.entryBatches(dir)) yield* batch;
+  }
+
+  /** A directory block's entries at a time. */
+  protected override async *entryBatches(dir: Inode): AsyncIterable<readonly RawEntry<Inode>[]> {
     for await (const block of this.direntBlocks(dir, (name, ino) => new ExtEntry(this, name, ino))) {
-      for (const entry of block.entries) {
-        if (entry.name !== '.' && entry.name !== '..') yield entry;
-      }
+      yield block.entries.filter((entry) => entry.name !== '.' && entry.name !== '..');
       if (block.error) throw block.error;
     }
   }
