@@ -70,6 +70,16 @@ describe('guest file index at backup time, search across restore points', () => 
   let v1Image: string;
   let v2Image: string;
   const store = () => FileIndexStore.forRepositoryFolder(config.repositoryPath);
+  /** Index pages stored when each backup's snapshot removal was let through. */
+  const pagesAtRemoval: number[] = [];
+  const pagesWithin = async (ms: number) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const pages = (await store().storage.list('file-index/pages/')).length;
+      if (pages > 0 || Date.now() > deadline) return pages;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
 
   beforeAll(async () => {
     work = await fs.mkdtemp(path.join(os.tmpdir(), 'vmkeep-file-index-'));
@@ -94,9 +104,17 @@ describe('guest file index at backup time, search across restore points', () => 
     );
     db = await openDataSource(config);
     vm = (await saveVcsimVms(db, sim, [VM])).get(VM)!;
-    service = backupServiceOn(db, config, () =>
-      connect({ url: sim.url, username: sim.username, password: sim.password, thumbprint: sim.thumbprint }),
-    );
+    service = backupServiceOn(db, config, async () => {
+      const session = await connect({ url: sim.url, username: sim.username, password: sim.password, thumbprint: sim.thumbprint });
+      const remove = session.removeSnapshot.bind(session);
+      // The removal waits (at most 60 s) until the index has stored a page: it only finds one if the index runs
+      // alongside the removal instead of after it.
+      session.removeSnapshot = async (ref) => {
+        pagesAtRemoval.push(await pagesWithin(60_000));
+        return remove(ref);
+      };
+      return session;
+    });
 
     ({ app } = await startApiApp(config));
     const password = (await fs.readFile(config.admin.passwordFile, 'utf8')).trim();
@@ -142,6 +160,8 @@ describe('guest file index at backup time, search across restore points', () => 
     expect(stats.indexedFiles).toBe(4 + DATA_FILES + 60 + 6);
     expect(stats.indexNewPages).toBe(stats.indexPages);
     expect(stats.indexPages).toBeGreaterThanOrEqual(6);
+    // Indexing started once the point was committed, while the host was still removing the snapshot.
+    expect(pagesAtRemoval[0]).toBeGreaterThan(0);
     const [ext4Key, noFsKey] = first.point.disks.map((d) => d.key);
     expect(first.job.phase).toMatch(new RegExp(`^done; .*file index: ${noFsKey}:0: not indexed: no known file system found$`));
 

@@ -6,7 +6,8 @@
  * A worker killed mid-request fails the request with a clear error, its session is dropped and the next request
  * opens a fresh worker; closing the session ends the thread. Through the API (`FileBrowseService`), the same
  * encrypted repository as the appliance's default one: the point (with its repositoryId) is browsed on a worker
- * opened with the keys the API unwrapped.
+ * opened with the keys the API unwrapped. An encrypted s3:// repository (s3rver) is browsed by a worker that opens
+ * the bucket with the S3 settings it was given.
  */
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -24,6 +25,7 @@ import { BrowseSessions, BrowseWorkerError, FileBrowser, FileBrowseService, Gues
 import { writeImagePoint } from './peers/repository-points';
 import { roleTokens, startApiApp } from './peers/api-app';
 import { run } from './peers/fs-images';
+import { startS3 } from './peers/s3';
 
 const FILES = 6000;
 const PASSPHRASE = 'browse-threads-passphrase';
@@ -143,6 +145,28 @@ describe('browse sessions on worker threads', () => {
     expect(sessions.size).toBe(0);
     await exit;
     expect(worker.threadId).toBe(-1);
+  });
+
+  it('browses an encrypted s3:// repository on a worker opened with the S3 settings and keys it is given', async () => {
+    const s3 = await startS3(['browse']);
+    const location = 's3://browse/repo';
+    const s3Settings = { endpoint: s3.endpoint, region: s3.region, credentials: s3.credentials, forcePathStyle: true };
+    const bucketRepo = await Repository.init(location, { encrypt: true, kdf: 'insecure-fast-for-tests' }, { passphrase: PASSPHRASE, s3: s3Settings });
+    let browser: ThreadedFileBrowser | undefined;
+    try {
+      const id = await writeImagePoint(bucketRepo, { 'disk-2000': path.join(work, 'ext4.img') }, { vm: 'threads-s3' });
+      const runtime = { s3: s3Settings, unlockedKeys: bucketRepo.unlockedKeys()! };
+      browser = await ThreadedFileBrowser.open({ repository: { location, runtime }, pointId: id, diskKeys: ['disk-2000'] }, { label: 'the S3 point' });
+      expect(browser.threadId).not.toBe(mainThreadId);
+      const page = await browser.list(0, '/big', { sort: 'name', limit: 3 });
+      expect(page.entries.map((e) => e.name)).toEqual(['f-00000', 'f-00001', 'f-00002']);
+      const handle = await browser.fileSystem(0).open('/hello.txt');
+      expect((await handle.read(0, handle.size)).toString()).toBe('hello, threads\n');
+    } finally {
+      await browser?.close();
+      await bucketRepo.close();
+      await s3.stop();
+    }
   });
 
   it('serves the API from a worker opened with the keys the API unwrapped (point of a registered repository)', async () => {

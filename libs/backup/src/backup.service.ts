@@ -35,7 +35,7 @@ import { In, IsNull, Not, type Repository as OrmRepository } from 'typeorm';
 import { AllocatedAreasDisk, areaBytes, planDisk, type DiskPlan, type ParentPoint } from './cbt';
 import { BackupCancelled, BackupFailure, describeFailure } from './failure';
 import { diskFigures } from './figures';
-import { indexBackupFiles } from './file-index';
+import { indexBackupFiles, indexesFiles, type FileIndexOutcome } from './file-index';
 import { ProgressTracker } from './progress';
 import { quiescePlan, quiesceModeOf, takeSnapshot, type TakenSnapshot } from './quiesce';
 
@@ -145,20 +145,21 @@ export class BackupService {
     let ctx: Partial<RunContext> = {};
     try {
       ctx = await this.loadContext(job, abort.signal);
-      const { point, stats, phase, disks } = await this.backup(ctx as RunContext);
       const { target } = ctx as RunContext;
-      const indexed = await indexBackupFiles({
-        repo: target.repository,
-        repositoryPath: target.location,
-        // The walk runs on a worker thread that opens the repository itself.
-        ...(target.runtime ? { reopen: { location: target.location, runtime: target.runtime } } : {}),
-        job,
-        point,
-        phase,
-        signal: abort.signal,
-        log: this.log,
-        setPhase: (p) => this.setPhase(job.id, p),
-      });
+      const { point, stats, disks, indexed } = await this.backup(ctx as RunContext, ({ point, phase }) =>
+        indexBackupFiles({
+          repo: target.repository,
+          repositoryPath: target.location,
+          // The walk runs on a worker thread that opens the repository itself.
+          ...(target.runtime ? { reopen: { location: target.location, runtime: target.runtime } } : {}),
+          job,
+          point,
+          phase,
+          signal: abort.signal,
+          log: this.log,
+          setPhase: (p) => this.setPhase(job.id, p),
+        }),
+      );
       return await this.finish(job.id, 'succeeded', {
         restorePointId: point.id,
         stats: { ...stats, ...indexed.stats },
@@ -209,7 +210,15 @@ export class BackupService {
     return { job, vm, host, signal, target };
   }
 
-  private async backup(ctx: RunContext): Promise<BackupResult> {
+  /**
+   * Snapshot, copy and commit, then snapshot removal. `whenCommitted` (the guest file index, which reads the
+   * committed point from the repository, never the snapshot) starts as soon as the point is committed and runs
+   * while the host removes the snapshot; its outcome is awaited last.
+   */
+  private async backup(
+    ctx: RunContext,
+    whenCommitted: (result: BackupResult) => Promise<FileIndexOutcome>,
+  ): Promise<BackupResult & { indexed: FileIndexOutcome }> {
     const { job, vm, host, signal } = ctx;
     await this.setPhase(job.id, `connecting to ${host.name}`);
     const session = await this.sessions.sessionFor(host.id);
@@ -234,14 +243,24 @@ export class BackupService {
       const { snapshot } = taken;
       if (taken.note) this.log.warn(`job ${job.id}: ${taken.note}`);
       await this.jobs.update(job.id, { snapshotMoref: snapshot.value });
+      let done: BackupResult;
+      let indexing: Promise<FileIndexOutcome> | undefined;
+      let indexed = false;
       try {
         const result = await this.copy(session, ctx, info, snapshot, taken, cbt);
-        return taken.note ? { ...result, phase: `${result.phase}; ${taken.note}`.slice(0, 255) } : result;
+        done = taken.note ? { ...result, phase: `${result.phase}; ${taken.note}`.slice(0, 255) } : result;
+        indexing = whenCommitted(done);
+        indexing.then(() => (indexed = true), () => (indexed = true)); // awaited below; only marks it settled
       } finally {
-        await this.removeSnapshot(session, job.id, snapshot);
+        const alongside = indexing && indexesFiles(job);
+        await this.removeSnapshot(session, job.id, snapshot, alongside ? 'removing snapshot; indexing guest files' : 'removing snapshot');
       }
-    } finally {
       await session.logout().catch(() => undefined);
+      if (!indexed && indexesFiles(job)) await this.setPhase(job.id, 'indexing guest files');
+      return { ...done, indexed: await indexing };
+    } catch (err) {
+      await session.logout().catch(() => undefined);
+      throw err;
     }
   }
 
@@ -532,9 +551,9 @@ export class BackupService {
   }
 
   /** Removes the job's snapshot; when the host does not answer, leaves `snapshotMoref` set for the cleanup sweep. */
-  private async removeSnapshot(session: VsphereSession, jobId: string, snapshot: MoRef): Promise<void> {
+  private async removeSnapshot(session: VsphereSession, jobId: string, snapshot: MoRef, phase = 'removing snapshot'): Promise<void> {
     try {
-      await this.setPhase(jobId, 'removing snapshot');
+      await this.setPhase(jobId, phase);
       await session.removeSnapshot(snapshot);
       await this.jobs.update(jobId, { snapshotMoref: null });
     } catch (err) {

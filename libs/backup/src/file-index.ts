@@ -13,6 +13,9 @@ export interface FileIndexOutcome {
   stats: Record<string, number>;
 }
 
+/** Whether a backup job indexes guest files (job option `indexFiles`, default on). */
+export const indexesFiles = (job: Pick<JobEntity, 'options'>): boolean => job.options?.indexFiles !== false;
+
 /**
  * Indexes the guest files of a committed restore point (job option `indexFiles`, default on). Never throws:
  * the backup already succeeded, so a failure or an unreadable file system is only a note on the job's phase
@@ -35,7 +38,7 @@ export async function indexBackupFiles(args: {
   setPhase: (phase: string) => Promise<void>;
 }): Promise<FileIndexOutcome> {
   const { repo, job, point, phase, signal, log } = args;
-  if (job.options?.indexFiles === false) return { phase, stats: {} };
+  if (!indexesFiles(job)) return { phase, stats: {} };
   const note = (text: string) => `${phase}; file index: ${text}`.slice(0, 255);
   await args.setPhase('indexing guest files').catch(() => undefined);
   const disks: { key: string; disk: Disk }[] = [];
