@@ -11,8 +11,10 @@
  * Unreferenced chunks younger than the grace period are still kept (chunks of a crashed writer, kept for a while).
  */
 import { RepositoryError } from './errors';
-import { DEFAULT_GC_GRACE_MS, DEFAULT_STALE_WRITER_MS, GcHooks, GcOptions, GcReport, checkDuration, emptyGcReport, markReferencedChunks } from './gc';
-import type { StaleLock } from './locks';
+import {
+  DEFAULT_GC_GRACE_MS, DEFAULT_STALE_WRITER_MS, GcHooks, GcOptions, GcReport, checkDuration, dropStaleWriter, emptyGcReport, markReferencedChunks,
+  settlePointFolders,
+} from './gc';
 import type { Repository } from './repository';
 import { StorageChunkStore } from './storage-chunk-store';
 
@@ -35,15 +37,7 @@ export async function collectGarbageOnStorage(repo: Repository, opts: GcOptions 
     const live: string[] = [];
     for (const marker of await repo.writers.list()) {
       if (report.staleWritersRemoved.includes(marker.pointId)) continue;
-      const silent = marker.heartbeatAtMs < start - staleMs;
-      if (silent || marker.deadReason) {
-        if (!dryRun) await repo.writers.remove(marker.pointId);
-        report.staleWritersRemoved.push(marker.pointId);
-        const reason = marker.deadReason ?? `no heartbeat for ${Math.round((start - marker.heartbeatAtMs) / 60_000)} min`;
-        const stale: StaleLock = { operation: `backup ${marker.pointId}`, ...marker.owner, reason };
-        report.staleLocks.push(stale);
-        if (!dryRun) hooks.onStale?.(stale);
-      } else live.push(marker.pointId);
+      if (!(await dropStaleWriter(repo, marker, { start, staleMs, dryRun, report, hooks }))) live.push(marker.pointId);
     }
     report.activeWriters = live;
     if (!live.length || dryRun) break;
@@ -57,23 +51,9 @@ export async function collectGarbageOnStorage(repo: Repository, opts: GcOptions 
   }
   const cutoff = start - graceMs;
   report.cutoff = new Date(cutoff).toISOString();
-  const active = new Set(report.activeWriters);
 
-  // 2. Points: settle deletes interrupted long ago, drop partial points of dead writers.
-  for (const folder of await repo.listPointFolders()) {
-    if (folder.state === 'deleting' && folder.mtimeMs < start - staleMs && !dryRun) {
-      if ((await repo.archives.status(folder.id))?.locked) {
-        await repo.restoreDeleting(folder.id);
-        report.deletesUndone.push(folder.id);
-      } else {
-        await repo.finishDelete(folder.id);
-        report.deletesFinished.push(folder.id);
-      }
-    } else if (folder.state === 'partial' && !active.has(folder.id) && folder.mtimeMs < cutoff) {
-      if (!dryRun) await repo.removePointObjects(folder.id);
-      report.partialPointsRemoved.push(folder.id);
-    }
-  }
+  // 2. Points.
+  await settlePointFolders(repo, { start, staleMs, cutoff, dryRun, report }, (id) => repo.removePointObjects(id));
 
   // 3. Mark.
   const marked = await markReferencedChunks(repo);

@@ -16,6 +16,7 @@ import { CHUNK_ID_BYTES, GC_TRASH_MARKER } from './constants';
 import { RepositoryError } from './errors';
 import { StaleLock } from './locks';
 import type { Repository } from './repository';
+import type { WriterMarker } from './writers';
 
 export interface GcOptions {
   /** Unreferenced chunks younger than this are kept; default 24 h. */
@@ -111,38 +112,14 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}, hoo
   const report = emptyGcReport(dryRun, hooks);
   let cutoff = start - graceMs;
   for (const marker of await repo.writers.list()) {
-    const silent = marker.heartbeatAtMs < start - staleMs;
-    if (silent || marker.deadReason) {
-      if (!dryRun) await repo.writers.remove(marker.pointId);
-      report.staleWritersRemoved.push(marker.pointId);
-      const reason = marker.deadReason ?? `no heartbeat for ${Math.round((start - marker.heartbeatAtMs) / 60_000)} min`;
-      const stale: StaleLock = { operation: `backup ${marker.pointId}`, ...marker.owner, reason };
-      report.staleLocks.push(stale);
-      if (!dryRun) hooks.onStale?.(stale);
-    } else {
-      report.activeWriters.push(marker.pointId);
-      cutoff = Math.min(cutoff, marker.startedAtMs);
-    }
+    if (await dropStaleWriter(repo, marker, { start, staleMs, dryRun, report, hooks })) continue;
+    report.activeWriters.push(marker.pointId);
+    cutoff = Math.min(cutoff, marker.startedAtMs);
   }
   report.cutoff = new Date(cutoff).toISOString();
-  const active = new Set(report.activeWriters);
 
-  // 2. Point folders: settle deletes interrupted long ago (a delete takes milliseconds; one in progress is left
-  //    to its owner), drop partial points of dead writers.
-  for (const folder of await repo.listPointFolders()) {
-    if (folder.state === 'deleting' && folder.mtimeMs < start - staleMs && !dryRun) {
-      if ((await repo.archives.status(folder.id))?.locked) {
-        await repo.restoreDeleting(folder.id);
-        report.deletesUndone.push(folder.id);
-      } else {
-        await repo.finishDelete(folder.id);
-        report.deletesFinished.push(folder.id);
-      }
-    } else if (folder.state === 'partial' && !active.has(folder.id) && folder.mtimeMs < cutoff) {
-      if (!dryRun) await fs.rm(repo.pointDir(folder.id), { recursive: true, force: true });
-      report.partialPointsRemoved.push(folder.id);
-    }
-  }
+  // 2. Point folders.
+  await settlePointFolders(repo, { start, staleMs, cutoff, dryRun, report }, (id) => fs.rm(repo.pointDir(id), { recursive: true, force: true }));
 
   // 3. Mark.
   const marked = await markReferencedChunks(repo);
@@ -188,6 +165,59 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}, hoo
     }
   }
   return report;
+}
+
+/** What the collectors' shared steps read and fill in. */
+interface GcStep {
+  /** The collection's start on the storage's clock. */
+  start: number;
+  staleMs: number;
+  dryRun: boolean;
+  report: GcReport;
+}
+
+/**
+ * @internal A writer marker without a heartbeat for `staleMs`, or marked dead, belongs to a crashed writer: it is
+ * removed (not in a dry run) and reported; true when it was such a marker.
+ */
+export async function dropStaleWriter(repo: Repository, marker: WriterMarker, step: GcStep & { hooks: GcHooks }): Promise<boolean> {
+  const { start, staleMs, dryRun, report, hooks } = step;
+  if (marker.heartbeatAtMs >= start - staleMs && !marker.deadReason) return false;
+  if (!dryRun) await repo.writers.remove(marker.pointId);
+  report.staleWritersRemoved.push(marker.pointId);
+  const reason = marker.deadReason ?? `no heartbeat for ${Math.round((start - marker.heartbeatAtMs) / 60_000)} min`;
+  const stale: StaleLock = { operation: `backup ${marker.pointId}`, ...marker.owner, reason };
+  report.staleLocks.push(stale);
+  if (!dryRun) hooks.onStale?.(stale);
+  return true;
+}
+
+/**
+ * @internal Settles deletes interrupted long ago (a delete takes milliseconds; one in progress is left to its
+ * owner): undone when the point is archived, finished otherwise; and drops partial points of writers that are no
+ * longer active (`report.activeWriters`) and older than `cutoff`, through `removePartial` (not in a dry run).
+ */
+export async function settlePointFolders(
+  repo: Repository,
+  step: GcStep & { cutoff: number },
+  removePartial: (pointId: string) => Promise<void>,
+): Promise<void> {
+  const { start, staleMs, cutoff, dryRun, report } = step;
+  const active = new Set(report.activeWriters);
+  for (const folder of await repo.listPointFolders()) {
+    if (folder.state === 'deleting' && folder.mtimeMs < start - staleMs && !dryRun) {
+      if ((await repo.archives.status(folder.id))?.locked) {
+        await repo.restoreDeleting(folder.id);
+        report.deletesUndone.push(folder.id);
+      } else {
+        await repo.finishDelete(folder.id);
+        report.deletesFinished.push(folder.id);
+      }
+    } else if (folder.state === 'partial' && !active.has(folder.id) && folder.mtimeMs < cutoff) {
+      if (!dryRun) await removePartial(folder.id);
+      report.partialPointsRemoved.push(folder.id);
+    }
+  }
 }
 
 /**
