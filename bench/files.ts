@@ -1,7 +1,8 @@
 /**
  * File-level restore and the guest file index, measured through the library code the API and the backup hook use.
  *   npx ts-node -r tsconfig-paths/register --transpile-only bench/files.ts [listing|download|index ...]
- * Sizes: FILES (100,000 entries in one folder), DOWNLOAD_MIB (1024), INDEX_FILES (1,000,000) from the environment.
+ * Sizes: FILES (100,000 entries in one folder), DOWNLOAD_MIB (1024), INDEX_FILES (1,000,000) and INDEX_FILE_BYTES (0) from the
+ * environment.
  *  - listing: one folder of FILES empty files on ext4 (mke2fs -d) and on NTFS (mkntfs, filled through ntfs-3g's
  *    FUSE driver, no kernel mount), each backed up into a local repository; then the in-thread path (the offline
  *    CLI's, and the API's before browse sessions ran on worker threads): open the point (FileBrowser over
@@ -11,7 +12,8 @@
  *    event-loop utilisation and the process RSS the worker adds.
  *  - download: one DOWNLOAD_MIB file of random bytes on ext4, backed up; read whole through readFileRange (the
  *    API's download stream) from a freshly opened point: MB/s, checked by SHA-256 afterwards (untimed).
- *  - index: INDEX_FILES empty files in folders of 1000 on ext4; the backup of the image into an encrypted
+ *  - index: INDEX_FILES files of INDEX_FILE_BYTES random bytes (empty by default: the worst case, where the backup
+ *    is cheapest) in folders of 1000 on ext4; the backup of the image into an encrypted
  *    repository (write + commit) against indexing that point (`indexPoint`, what the backup hook runs): times,
  *    ratio, pages and stored index bytes; then the same on a worker thread as the backup hook runs it (compiled
  *    library from dist/, opened with the unwrapped keys).
@@ -26,7 +28,7 @@ import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import type { FileSystem } from '@vmkeep/filesystems';
-import { FileIndexStore, indexPoint } from '@vmkeep/file-index';
+import { FileIndexStore, INDEX_DISK, indexPoint } from '@vmkeep/file-index';
 import { closeSharedChunkWorkers, Repository } from '@vmkeep/repository';
 import { FileBrowser } from '../libs/restore/src/files/browser';
 import { readFileRange } from '../libs/restore/src/files/file-stream';
@@ -38,6 +40,7 @@ const MiB = 1024 * 1024;
 const FILES = Number(process.env.FILES ?? 100_000);
 const DOWNLOAD_MIB = Number(process.env.DOWNLOAD_MIB ?? 1024);
 const INDEX_FILES = Number(process.env.INDEX_FILES ?? 1_000_000);
+const INDEX_FILE_BYTES = Number(process.env.INDEX_FILE_BYTES ?? 0);
 const PASSPHRASE = 'bench-passphrase';
 
 const load = () => loadavg().map((n) => n.toFixed(2)).join(' ');
@@ -65,15 +68,17 @@ async function baselineStall(ms = 2000): Promise<number> {
 }
 
 /** Creates `count` empty files named file-000000.txt… under `dir`, `parallel` at a time. */
-async function emptyFiles(dir: string, count: number, name: (i: number) => string, parallel = 64): Promise<void> {
+/** `count` files named by `name`, each of `bytes` random bytes (empty by default). */
+async function makeFiles(dir: string, count: number, name: (i: number) => string, parallel = 64, bytes = 0): Promise<void> {
   let next = 0;
   const worker = async () => {
     for (let i = next++; i < count; i = next++) {
       const file = path.join(dir, name(i));
-      await fs.writeFile(file, '').catch(async (err: NodeJS.ErrnoException) => {
+      const content = bytes ? randomBytes(bytes) : '';
+      await fs.writeFile(file, content).catch(async (err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
         await fs.mkdir(path.dirname(file), { recursive: true });
-        await fs.writeFile(file, '');
+        await fs.writeFile(file, content);
       });
     }
   };
@@ -187,7 +192,7 @@ async function threadedListingOn(kind: string, repoDir: string, pointId: string)
  */
 async function bigExtFolder(work: string, tree: string, image: string, count: number, name: (i: number) => string): Promise<void> {
   const first = Math.min(count, 2000);
-  await emptyFiles(path.join(tree, 'big'), first, name);
+  await makeFiles(path.join(tree, 'big'), first, name);
   await run('mke2fs', ['-q', '-F', '-t', 'ext4', '-N', String(count + 4096), '-d', tree, image, `${64 + Math.ceil(count / 400)}M`]);
   await run('e2fsck', ['-fyD', image]).catch(() => undefined); // exit 1: "file system modified" (the folder indexed)
   const commands = ['cd /big'];
@@ -215,7 +220,7 @@ async function listing(work: string): Promise<void> {
     await fs.writeFile(ntfs, '');
     await fs.truncate(ntfs, (64 + Math.ceil(FILES / 200)) * MiB);
     await run('mkntfs', ['-F', '-Q', '-q', '-L', 'bench', ntfs]);
-    const filled = await timed(() => withNtfsMount(ntfs!, (mnt) => emptyFiles(path.join(mnt, 'big'), FILES, name, 8)));
+    const filled = await timed(() => withNtfsMount(ntfs!, (mnt) => makeFiles(path.join(mnt, 'big'), FILES, name, 8)));
     console.log(`  ntfs: filled through ntfs-3g in ${filled.s.toFixed(1)} s`);
   }
   await listingOn('ntfs', work, ntfs);
@@ -279,16 +284,16 @@ async function download(work: string): Promise<void> {
 }
 
 async function index(work: string): Promise<void> {
-  console.log(`index: ${INDEX_FILES} files in folders of 1000 (load ${load()})`);
   let image = process.env.INDEX_IMAGE;
+  console.log(`index: ${image ? image : `${INDEX_FILES} files of ${INDEX_FILE_BYTES} bytes in folders of 1000`} (load ${load()})`);
   if (!image) {
     const tree = path.join(work, 'tree-index');
     const made = await timed(() =>
-      emptyFiles(tree, INDEX_FILES, (i) => `dir-${String(Math.floor(i / 1000)).padStart(4, '0')}/file-${String(i).padStart(7, '0')}.dat`),
+      makeFiles(tree, INDEX_FILES, (i) => `dir-${String(Math.floor(i / 1000)).padStart(4, '0')}/file-${String(i).padStart(7, '0')}.dat`, 64, INDEX_FILE_BYTES),
     );
     console.log(`  host tree in ${made.s.toFixed(1)} s`);
     image = path.join(work, 'index-ext4.img');
-    const args = ['-q', '-F', '-t', 'ext4', '-N', String(INDEX_FILES + 10_000), '-d', tree, image, `${256 + Math.ceil(INDEX_FILES / 2500)}M`];
+    const args = ['-q', '-F', '-t', 'ext4', '-N', String(INDEX_FILES + 10_000), '-d', tree, image, `${256 + Math.ceil(INDEX_FILES / 2500) + Math.ceil((INDEX_FILES * Math.ceil(INDEX_FILE_BYTES / 4096) * 4096 * 1.05) / MiB)}M`];
     const mkfs = await timed(() => run('mke2fs', args));
     console.log(`  mke2fs -d in ${mkfs.s.toFixed(1)} s`);
     await fs.rm(tree, { recursive: true });
@@ -297,7 +302,7 @@ async function index(work: string): Promise<void> {
   const { repo, pointId, s: backupS, cpu: backupCpu } = await backUp(image, repoDir, true);
   const size = (await fs.stat(image)).size;
   console.log(`  backup (encrypted repository) of the ${(size / MiB).toFixed(0)} MiB image: ${backupS.toFixed(2)} s (CPU ${backupCpu.toFixed(2)} s; load ${load()})`);
-  const disk = await repo.openDisk(pointId, 'disk-2000');
+  const disk = await repo.openDisk(pointId, 'disk-2000', INDEX_DISK);
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();
   const indexed = await timed(() => indexPoint(FileIndexStore.forRepository(repo), pointId, [{ key: 'disk-2000', disk }]));

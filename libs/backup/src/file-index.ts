@@ -1,5 +1,5 @@
 import type { Logger } from '@nestjs/common';
-import { FileIndexStore, indexPoint, indexPointInWorker, type IndexPointResult, type RepositoryOpening } from '@vmkeep/file-index';
+import { FileIndexStore, INDEX_DISK, indexPoint, indexPointInWorker, type IndexPointResult, type RepositoryOpening } from '@vmkeep/file-index';
 import type { Disk } from '@vmkeep/disk';
 import type { Repository } from '@vmkeep/repository';
 import type { JobEntity, RestorePointEntity } from '@vmkeep/persistence';
@@ -53,7 +53,7 @@ export async function indexBackupFiles(args: {
       // The worker got its own copy when it started: this one is wiped once the walk is over.
       result = await indexPointInWorker(opening, point.repositoryPointId, keys, { signal }).finally(() => opening.runtime?.unlockedKeys?.keys.fill(0));
     } else {
-      for (const key of keys) disks.push({ key, disk: await repo.openDisk(point.repositoryPointId, key) });
+      for (const key of keys) disks.push({ key, disk: await repo.openDisk(point.repositoryPointId, key, INDEX_DISK) });
       result = await indexPoint(store, point.repositoryPointId, disks, { signal });
     }
     const { record } = result;

@@ -9,7 +9,7 @@ import { ChunkWorkerPool, Repository } from '@vmkeep/repository';
 import { indexPoint } from './indexer';
 import { FileIndexStore } from './store';
 import { toThreadError, type IndexWorkerJob, type IndexWorkerReply } from './threaded';
-import type { WalkTarget } from './walk';
+import { INDEX_DISK, type WalkTarget } from './walk';
 
 async function run(job: IndexWorkerJob): Promise<IndexWorkerReply> {
   const codec = new ChunkWorkerPool(1);
@@ -22,7 +22,7 @@ async function run(job: IndexWorkerJob): Promise<IndexWorkerReply> {
   }
   const disks: WalkTarget[] = [];
   try {
-    for (const key of job.diskKeys) disks.push({ key, disk: await repo.openDisk(job.pointId, key) });
+    for (const key of job.diskKeys) disks.push({ key, disk: await repo.openDisk(job.pointId, key, INDEX_DISK) });
     const result = await indexPoint(FileIndexStore.forRepository(repo), job.pointId, disks, { limits: job.limits, paging: job.paging });
     return { ok: true, result };
   } finally {

@@ -4,7 +4,7 @@ export { encodePage, decodePage, PageSplitter, DEFAULT_PAGING } from './page';
 export type { EncodedPage, PagingParams } from './page';
 export { FileIndexStore } from './store';
 export type { FileIndexStoreOptions, IndexGcReport } from './store';
-export { walkDisks, DEFAULT_WALK_LIMITS } from './walk';
+export { walkDisks, DEFAULT_WALK_LIMITS, INDEX_DISK } from './walk';
 export type { WalkLimits, WalkReport, WalkTarget } from './walk';
 export { indexPoint } from './indexer';
 export type { IndexPointOptions, IndexPointResult } from './indexer';

@@ -5,8 +5,15 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Disk } from '@vmkeep/disk';
+import type { OpenDiskOptions } from '@vmkeep/repository';
 import { ExtFileSystem, listVolumes, openFileSystem, ReadCacheDisk, UnsupportedFileSystemError, type DirEntry, type FileSystem } from '@vmkeep/filesystems';
 import type { IndexEntry, IndexedType, IndexedVolume } from './types';
+
+/**
+ * How callers open a point's disks for the walk (`Repository.openDisk`): it reads scattered metadata, never file
+ * contents, so the disk loads no chunks ahead of it.
+ */
+export const INDEX_DISK: OpenDiskOptions = { readAhead: false };
 
 export interface WalkTarget {
   /** The disk's key in the restore point ("disk-2000"). */
@@ -39,6 +46,13 @@ const PAGE = 1000;
  * (a 100,000-entry folder takes two calls, not a hundred); paging still keeps what was read before a damaged block.
  */
 const FOLDER_PAGE = 65_536;
+/**
+ * Folder listings the walk starts ahead of the one it enters, per level and in all. Each costs the chunk loads of
+ * its folder's blocks (scattered among file data on a real disk: a chunk or more per folder) and holds the listing
+ * until the walk gets there.
+ */
+const PREFETCH_FOLDERS = 4;
+const MAX_PREFETCHED = 16;
 /** Metadata read cache per disk while indexing. */
 const INDEX_CACHE_BYTES = 64 * 1024 * 1024;
 
@@ -121,7 +135,7 @@ export async function* walkDiskBatches(
 }
 
 /** Entries the walk may still yield; `exceeded` once one more was found. */
-interface Budget {
+export interface Budget {
   left: number;
   exceeded: boolean;
 }
@@ -132,60 +146,96 @@ interface Frame {
   next: number;
 }
 
-async function* walkFileSystem(fs: FileSystem, volume: string, report: WalkReport, limits: WalkLimits, budget: Budget): AsyncGenerator<IndexEntry[]> {
+/** @internal One file system in walk order, in batches (exported for its spec). */
+export async function* walkFileSystem(fs: FileSystem, volume: string, report: WalkReport, limits: WalkLimits, budget: Budget): AsyncGenerator<IndexEntry[]> {
   const warn = (text: string) => {
     report.warnings.push(`${volume}: ${text}`);
     report.partial = true;
   };
-  const entered = new Set<number>();
-  const root = await listFolder(fs, '/', limits, warn);
-  if (!root) return;
+  // Listings of the folders the walk enters next, started early so their reads (chunk loads) overlap this one's.
+  const prefetched = new Map<string, Promise<Listing>>();
+  const listing = async (path: string) => {
+    const pending = prefetched.get(path);
+    prefetched.delete(path);
+    const { entries, warnings } = await (pending ?? listFolder(fs, path, limits));
+    warnings.forEach(warn); // when the walk gets there: the same order however the reads interleave
+    return entries;
+  };
+  // The next PREFETCH_FOLDERS folders of the frame being walked (so the deepest level, the one entered next, is
+  // always served), at most MAX_PREFETCHED in all.
+  const prefetch = (frame: Frame, depth: number) => {
+    if (depth >= limits.maxDepth) return;
+    let ahead = 0;
+    for (let k = frame.next; k < frame.children.length && ahead < PREFETCH_FOLDERS && prefetched.size < MAX_PREFETCHED; k++) {
+      const child = frame.children[k];
+      if (child.stat.type !== 'directory' || child.error) continue;
+      ahead++;
+      const path = `${frame.path}/${child.name}`;
+      if (!prefetched.has(path)) prefetched.set(path, listFolder(fs, path, limits));
+    }
+  };
   try {
-    const st = await fs.stat('/');
-    if (st.inode) entered.add(st.inode);
-  } catch {
-    // the root listed but has no stat: loops are still bounded by maxDepth
+    const entered = new Set<number>();
+    const root = await listing('');
+    if (!root) return;
+    try {
+      const st = await fs.stat('/');
+      if (st.inode) entered.add(st.inode);
+    } catch {
+      // the root listed but has no stat: loops are still bounded by maxDepth
+    }
+    const stack: Frame[] = [{ path: '', children: root, next: 0 }];
+    let batch: IndexEntry[] = [];
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      if (top.next >= top.children.length) {
+        stack.pop();
+        continue;
+      }
+      const child = top.children[top.next++];
+      const path = `${top.path}/${child.name}`;
+      if (child.error) warn(`${path}: ${child.error}`);
+      if (budget.left === 0) {
+        budget.exceeded = true;
+        break;
+      }
+      budget.left--;
+      batch.push({ volume, path, type: typeOf(child), size: finite(child.stat.size), mtimeMs: finite(child.stat.mtimeMs) });
+      if (batch.length >= PAGE) {
+        yield batch;
+        batch = [];
+      }
+      if (child.stat.type !== 'directory' || child.error) continue;
+      if (child.stat.inode && entered.has(child.stat.inode)) {
+        warn(`${path}: folder seen before (a loop in damaged metadata); not entered again`);
+        continue;
+      }
+      if (stack.length >= limits.maxDepth) {
+        warn(`${path}: deeper than ${limits.maxDepth} folders; not entered`);
+        continue;
+      }
+      prefetch(top, stack.length);
+      const children = await listing(path);
+      if (!children) continue;
+      if (child.stat.inode) entered.add(child.stat.inode);
+      stack.push({ path, children, next: 0 });
+    }
+    if (batch.length) yield batch;
+  } finally {
+    await Promise.allSettled(prefetched.values()); // nothing reads the disk once the walk is over
   }
-  const stack: Frame[] = [{ path: '', children: root, next: 0 }];
-  let batch: IndexEntry[] = [];
-  while (stack.length) {
-    const top = stack[stack.length - 1];
-    if (top.next >= top.children.length) {
-      stack.pop();
-      continue;
-    }
-    const child = top.children[top.next++];
-    const path = `${top.path}/${child.name}`;
-    if (child.error) warn(`${path}: ${child.error}`);
-    if (budget.left === 0) {
-      budget.exceeded = true;
-      break;
-    }
-    budget.left--;
-    batch.push({ volume, path, type: typeOf(child), size: finite(child.stat.size), mtimeMs: finite(child.stat.mtimeMs) });
-    if (batch.length >= PAGE) {
-      yield batch;
-      batch = [];
-    }
-    if (child.stat.type !== 'directory' || child.error) continue;
-    if (child.stat.inode && entered.has(child.stat.inode)) {
-      warn(`${path}: folder seen before (a loop in damaged metadata); not entered again`);
-      continue;
-    }
-    if (stack.length >= limits.maxDepth) {
-      warn(`${path}: deeper than ${limits.maxDepth} folders; not entered`);
-      continue;
-    }
-    const children = await listFolder(fs, path, limits, warn);
-    if (!children) continue;
-    if (child.stat.inode) entered.add(child.stat.inode);
-    stack.push({ path, children, next: 0 });
-  }
-  if (batch.length) yield batch;
 }
 
-/** A folder's entries sorted by name (without names that cannot be part of a path), or undefined when unreadable. */
-async function listFolder(fs: FileSystem, path: string, limits: WalkLimits, warn: (text: string) => void): Promise<DirEntry[] | undefined> {
+/** A folder's entries (undefined when unreadable) and what went wrong reading it. */
+interface Listing {
+  entries?: DirEntry[];
+  warnings: string[];
+}
+
+/** A folder's entries sorted by name (without names that cannot be part of a path); never throws. */
+async function listFolder(fs: FileSystem, path: string, limits: WalkLimits): Promise<Listing> {
+  const warnings: string[] = [];
+  const warn = (text: string) => void warnings.push(text);
   const entries: DirEntry[] = [];
   let offset: number | null = 0;
   try {
@@ -204,7 +254,7 @@ async function listFolder(fs: FileSystem, path: string, limits: WalkLimits, warn
     }
   } catch (err) {
     warn(`${path || '/'}: folder unreadable: ${message(err)}`);
-    return entries.length ? entries.sort(byName) : undefined;
+    return { entries: entries.length ? entries.sort(byName) : undefined, warnings };
   }
-  return entries.sort(byName);
+  return { entries: entries.sort(byName), warnings };
 }

@@ -41,7 +41,7 @@ export { isTempName } from './atomic';
 export { isDiskKey, isPointId } from './names';
 export { PointDisk } from './point-disk';
 export type { EncryptionConfig, RepositoryConfig, InitOptions } from './repo-config';
-export type { PointFolder, PruneOptions, PruneResult, RepositoryTarget, RuntimeOptions, WriteDiskOptions } from './repository';
+export type { PointFolder, PruneOptions, PruneResult, RepositoryTarget, OpenDiskOptions, RuntimeOptions, WriteDiskOptions } from './repository';
 export { Repository, PointWriter } from './repository';
 export type { ObjectInfo, ObjectStorage, S3Credentials, S3StorageOptions } from './storage';
 export { FsStorage, S3Storage, StorageError } from './storage';

@@ -165,6 +165,25 @@ describe('Repository', () => {
     });
   });
 
+  it('openDisk with readAhead off loads only the chunks a sequential reader asks for', async () => {
+    const data = patterned('rrrrrrrrrrrr', CS, 0);
+    const { manifest } = await backup({ d: new BufferDisk(data) });
+    const loaded = async (opts?: { readAhead?: boolean }) => {
+      const spy = jest.spyOn(repo, 'loadChunk');
+      try {
+        const disk = await repo.openDisk(manifest.id, 'd', opts);
+        expect((await disk.read(0, 100)).equals(data.subarray(0, 100))).toBe(true);
+        expect((await disk.read(CS, 100)).equals(data.subarray(CS, CS + 100))).toBe(true);
+        await new Promise((r) => setTimeout(r, 50)); // loads started ahead have been asked for by now
+        return spy.mock.calls.length;
+      } finally {
+        spy.mockRestore();
+      }
+    };
+    expect(await loaded()).toBeGreaterThan(2);
+    expect(await loaded({ readAhead: false })).toBe(2);
+  });
+
   describe('deduplication and zero chunks', () => {
     it('never stores all-zero chunks', async () => {
       const data = Buffer.alloc(CS * 5 + 100);

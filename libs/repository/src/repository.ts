@@ -72,6 +72,16 @@ import { WriterHandle, WriterMarkerStore, WriterMarkers } from './writers';
 const INIT_WAIT_MS = 30_000;
 
 /** How this process works with the repository (not stored in it). */
+/** How `openDisk` reads. */
+export interface OpenDiskOptions {
+  /**
+   * Load the next chunks ahead of a sequential reader (default true). Off for readers of scattered metadata (the
+   * guest file index): two neighbouring chunks read one after the other would otherwise start up to 12 MiB of
+   * decodes nobody uses.
+   */
+  readAhead?: boolean;
+}
+
 export interface RuntimeOptions {
   /** Where hashing/compression runs; default: the process-wide worker-thread pool. */
   codec?: ChunkCodec;
@@ -436,13 +446,14 @@ export class Repository {
   }
 
   /** A disk of a committed point as a Disk (reads verify every chunk; missing/corrupt chunks throw). */
-  async openDisk(pointId: string, diskKey: string): Promise<PointDisk> {
+  async openDisk(pointId: string, diskKey: string, opts: OpenDiskOptions = {}): Promise<PointDisk> {
     assertDiskKey(diskKey);
     const manifest = await this.readManifest(pointId);
     const disk = manifest.disks.find((d) => d.key === diskKey);
     if (!disk) throw new PointDiskNotFoundError(pointId, diskKey);
     const index = await this.readIndex(pointId, disk);
-    return new PointDisk(index, (id) => this.loadChunk(id), pointId, diskKey, undefined, undefined, this.codec.recycle?.bind(this.codec));
+    const readAhead = opts.readAhead === false ? 0 : undefined;
+    return new PointDisk(index, (id) => this.loadChunk(id), pointId, diskKey, undefined, readAhead, this.codec.recycle?.bind(this.codec));
   }
 
   /** The checked (and, encrypted, authenticated) index of a disk of a point, matched against its manifest entry. */

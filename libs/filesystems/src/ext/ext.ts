@@ -46,6 +46,8 @@ export interface Inode {
 
 /** File systems with more in-use inode slots than this are not preloaded (the table takes 44 bytes per slot). */
 const PRELOAD_MAX_INODES = 4 * 1024 * 1024;
+/** Folder inodes kept whole by the preload at most (a copy each: 64 MiB of 256-byte inodes); more are read again. */
+const PRELOAD_MAX_FOLDERS = 256 * 1024;
 /** Bytes of inode table per read while preloading, and reads in flight (decoded meanwhile by the repository's workers). */
 const PRELOAD_READ = 1024 * 1024;
 const PRELOAD_IN_FLIGHT = 4;
@@ -120,6 +122,11 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
   private readonly bs: number;
   /** Set by `preloadInodes`. */
   private stats?: StatTable;
+  /**
+   * Folder inodes the preload found valid, whole (a copy) with their volume offset: a walk opens every folder, and
+   * reading their inodes again would load a chunk of inode table per folder.
+   */
+  private folders = new Map<number, { raw: Buffer; offset: number }>();
 
   private constructor(
     private readonly volume: Disk,
@@ -258,6 +265,7 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
       return p;
     };
     const inFlight: Promise<Buffer>[] = [];
+    const folders = new Map<number, { raw: Buffer; offset: number }>();
     let kept = 0;
     for (let k = 0; k < pieces.length; k++) {
       opts.signal?.throwIfAborted();
@@ -279,6 +287,9 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
         }
         const i = firstSlot + j;
         const extra = inodeExtra(data, at, inodeSize);
+        if ((data.readUInt16LE(at) & 0xf000) === 0x4000 && folders.size < PRELOAD_MAX_FOLDERS) {
+          folders.set(firstIno + j, { raw: Buffer.from(data.subarray(at, at + inodeSize)), offset: offset + at });
+        }
         t.mode[i] = data.readUInt16LE(at);
         t.links[i] = data.readUInt16LE(at + 0x1a);
         t.uid[i] = inodeUid(data, at);
@@ -291,6 +302,7 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
       }
     }
     this.stats = t;
+    this.folders = folders;
     return kept;
   }
 
@@ -312,6 +324,8 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
 
   async inode(ino: number): Promise<Inode> {
     if (!Number.isSafeInteger(ino) || ino < 1 || ino > this.sb.inodesCount) throw this.error('inode', `inode number ${ino} is out of range (1..${this.sb.inodesCount})`);
+    const folder = this.folders.get(ino);
+    if (folder) return this.parseInode(ino, folder.raw, folder.offset);
     const { inodesPerGroup, inodeSize } = this.sb;
     const g = Math.floor((ino - 1) / inodesPerGroup);
     const byteInTable = ((ino - 1) % inodesPerGroup) * inodeSize;
