@@ -43,6 +43,30 @@ describe('ReadCacheDisk', () => {
     expect(inner.reads).toEqual([{ offset: 3000, length: 600 }]);
   });
 
+  it('gives evicted blocks back to the disk and reads byte-exact while the disk reuses them', async () => {
+    // The inner disk answers slowly and scribbles over every buffer it gets back, as a disk reusing it would.
+    const released: Buffer[] = [];
+    class RecyclingDisk extends BufferDisk {
+      override async read(offset: number, length: number): Promise<Buffer> {
+        await new Promise((r) => setTimeout(r, 2));
+        return super.read(offset, length);
+      }
+      release(buffer: Buffer): void {
+        released.push(buffer);
+        buffer.fill(0xee);
+      }
+    }
+    const cached = new ReadCacheDisk(new RecyclingDisk(data), { blockSize: 1024, capacityBytes: 2048, maxCachedRead: 512 });
+    // Waves of small reads in flight over 9 blocks with room for 2: blocks are evicted while reads still wait for
+    // them and after their reads are done; then one read at a time.
+    const probes = Array.from({ length: 200 }, (_, i) => [(i * 397) % 9_900, 1 + ((i * 31) % 100)] as const);
+    for (const wave of [probes.slice(0, 100), probes.slice(100, 103), probes.slice(103, 106), ...probes.slice(106).map((p) => [p])]) {
+      const results = await Promise.all(wave.map(([offset, length]) => cached.read(offset, length)));
+      wave.forEach(([offset, length], i) => expect(results[i].equals(data.subarray(offset, offset + length))).toBe(true));
+    }
+    expect(released.length).toBeGreaterThan(10);
+  });
+
   it('gives each caller its own copy and closes the disk', async () => {
     const a = await disk.read(0, 16);
     a.fill(0);

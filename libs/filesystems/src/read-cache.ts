@@ -3,7 +3,8 @@
  * Inode tables, folders and the MFT are read in small pieces in an order the repository cannot predict (an htree
  * folder lists names by hash, so their inodes are visited at random): with a few cached chunks every inode can
  * cost a whole chunk load. This keeps the aligned blocks that small reads touch (least recently used first out);
- * large reads (file contents) pass straight through.
+ * large reads (file contents) pass straight through. An evicted block no read is copying from goes back to the
+ * inner disk (`Disk.release`), which may decode the next chunk into it.
  */
 import { checkRange, type Disk, type Extent } from '@vmkeep/disk';
 
@@ -18,6 +19,8 @@ export interface ReadCacheOptions {
 
 export class ReadCacheDisk implements Disk {
   private readonly blocks = new Map<number, Promise<Buffer>>();
+  /** Reads copying out of a block right now, by block: such a block is never given back to the inner disk. */
+  private readonly pins = new Map<number, number>();
   private readonly blockSize: number;
   private readonly capacity: number;
   private readonly maxCachedRead: number;
@@ -40,19 +43,19 @@ export class ReadCacheDisk implements Disk {
     if (length > this.maxCachedRead || length === 0) return this.inner.read(offset, length);
     const first = Math.floor(offset / this.blockSize);
     const last = Math.floor((offset + length - 1) / this.blockSize);
-    if (first === last) {
-      const block = await this.block(first);
-      const at = offset - first * this.blockSize;
-      const out = Buffer.allocUnsafe(length); // a copy: readers may change what they get (NTFS fix-ups)
-      block.copy(out, 0, at, at + length);
-      return out;
-    }
-    const out = Buffer.allocUnsafe(length);
+    const out = Buffer.allocUnsafe(length); // a copy: readers may change what they get (NTFS fix-ups)
     for (let b = first; b <= last; b++) {
-      const block = await this.block(b);
       const start = Math.max(offset, b * this.blockSize);
       const end = Math.min(offset + length, (b + 1) * this.blockSize);
-      block.copy(out, start - offset, start - b * this.blockSize, end - b * this.blockSize);
+      this.pins.set(b, (this.pins.get(b) ?? 0) + 1);
+      try {
+        const block = await this.block(b);
+        block.copy(out, start - offset, start - b * this.blockSize, end - b * this.blockSize);
+      } finally {
+        const left = (this.pins.get(b) ?? 1) - 1;
+        if (left) this.pins.set(b, left);
+        else this.pins.delete(b);
+      }
     }
     return out;
   }
@@ -68,7 +71,13 @@ export class ReadCacheDisk implements Disk {
     const loading = this.inner.read(start, Math.min(this.blockSize, this.size - start));
     this.blocks.set(n, loading);
     loading.catch(() => this.blocks.get(n) === loading && this.blocks.delete(n));
-    while (this.blocks.size > this.capacity) this.blocks.delete(this.blocks.keys().next().value as number);
+    while (this.blocks.size > this.capacity) {
+      const [old, evicted] = this.blocks.entries().next().value as [number, Promise<Buffer>];
+      this.blocks.delete(old);
+      // No read is copying out of it (reads pin their block from asking for it until the copy): the inner disk
+      // may reuse its memory (a repository disk decodes the next chunk into it instead of allocating).
+      if (!this.pins.has(old) && this.inner.release) evicted.then((buffer) => this.inner.release?.(buffer), () => undefined);
+    }
     return loading;
   }
 
