@@ -46,8 +46,8 @@ export interface Inode {
 
 /** File systems with more in-use inode slots than this are not preloaded (the table takes 44 bytes per slot). */
 const PRELOAD_MAX_INODES = 4 * 1024 * 1024;
-/** Folder inodes kept whole by the preload at most (a copy each: 64 MiB of 256-byte inodes); more are read again. */
-const PRELOAD_MAX_FOLDERS = 256 * 1024;
+/** Bytes of folder inodes the preload keeps whole (a copy each); folders beyond are read again when opened. */
+const PRELOAD_FOLDER_BYTES = 64 * 1024 * 1024;
 /** Bytes of inode table per read while preloading, and reads in flight (decoded meanwhile by the repository's workers). */
 const PRELOAD_READ = 1024 * 1024;
 const PRELOAD_IN_FLIGHT = 4;
@@ -287,7 +287,7 @@ export class ExtFileSystem extends TreeFileSystem<Inode> {
         }
         const i = firstSlot + j;
         const extra = inodeExtra(data, at, inodeSize);
-        if ((data.readUInt16LE(at) & 0xf000) === 0x4000 && folders.size < PRELOAD_MAX_FOLDERS) {
+        if ((data.readUInt16LE(at) & 0xf000) === 0x4000 && (folders.size + 1) * inodeSize <= PRELOAD_FOLDER_BYTES) {
           folders.set(firstIno + j, { raw: Buffer.from(data.subarray(at, at + inodeSize)), offset: offset + at });
         }
         t.mode[i] = data.readUInt16LE(at);
