@@ -243,20 +243,19 @@ export class BackupService {
       const { snapshot } = taken;
       if (taken.note) this.log.warn(`job ${job.id}: ${taken.note}`);
       await this.jobs.update(job.id, { snapshotMoref: snapshot.value });
+      const indexes = indexesFiles(job);
       let done: BackupResult;
       let indexing: Promise<FileIndexOutcome> | undefined;
-      let indexed = false;
       try {
         const result = await this.copy(session, ctx, info, snapshot, taken, cbt);
         done = taken.note ? { ...result, phase: `${result.phase}; ${taken.note}`.slice(0, 255) } : result;
         indexing = whenCommitted(done);
-        indexing.then(() => (indexed = true), () => (indexed = true)); // awaited below; only marks it settled
+        indexing.catch(() => undefined); // awaited below, after the removal
       } finally {
-        const alongside = indexing && indexesFiles(job);
-        await this.removeSnapshot(session, job.id, snapshot, alongside ? 'removing snapshot; indexing guest files' : 'removing snapshot');
+        await this.removeSnapshot(session, job.id, snapshot, indexing && indexes ? 'removing snapshot; indexing guest files' : 'removing snapshot');
       }
       await session.logout().catch(() => undefined);
-      if (!indexed && indexesFiles(job)) await this.setPhase(job.id, 'indexing guest files');
+      if (indexes) await this.setPhase(job.id, 'indexing guest files'); // the job's final phase replaces it
       return { ...done, indexed: await indexing };
     } catch (err) {
       await session.logout().catch(() => undefined);
